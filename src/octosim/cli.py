@@ -1,0 +1,219 @@
+"""The ``octosim`` command line (DESIGN section 6).
+
+Library code raises :class:`~octosim.errors.UserError` for bad input; this module alone turns
+it into one line on stderr and exit status 2. Anything else is a bug: exit 1 with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from octosim import __version__
+from octosim.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from octosim.experiments.config import resolve_config
+    from octosim.experiments.run import run_config, write_run
+
+    cfg = resolve_config(args.workflow, args.arch, args.policy, args.seed, args.set)
+    observers = []
+    if args.trace:
+        from octosim.engine.trace import TraceObserver
+
+        tracer = TraceObserver()
+        observers.append(tracer)
+    summary = run_config(cfg, observers)
+    if args.trace:
+        tracer.write(args.trace)
+    if args.out:
+        write_run(args.out, cfg, summary)
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_run(summary)
+    return 0
+
+
+def _print_run(s: dict[str, Any]) -> None:
+    lat = s["latency_cycles"]
+    idle = s["idle"]
+    lines = [
+        f"{s['workflow']} on {s['arch']} under {s['policy']} (seed {s['seed']})",
+        f"  instances        {s['instances']}",
+        f"  makespan         {s['makespan_cycles']:,} cycles "
+        f"({s['makespan_seconds'] * 1e3:.3f} ms)",
+        f"  lower bound      {s['lower_bound_cycles']:,} cycles (ratio {s['bound_ratio']})",
+        f"  latency          mean {lat['mean']:,.0f}  p50 {lat['p50']:,.0f}  "
+        f"p95 {lat['p95']:,.0f}  p99 {lat['p99']:,.0f}  max {lat['max']:,.0f} cycles",
+        f"  PEA utilization  {s['pea_utilization']:.1%}  (idle: starved {idle['starved']:.1%}, "
+        f"blocked {idle['blocked']:.1%}, reconfiguring {idle['reconfiguring']:.1%}, "
+        f"unbound {idle['unbound']:.1%})",
+        f"  reconfigurations {s['reconfigurations']}",
+        "  tasks:",
+    ]
+    for name, t in s["tasks"].items():
+        lines.append(f"    {name:<16} runs {t['count']:>8}  wait {t['mean_wait_cycles']:>14,.0f}"
+                     f"  service {t['mean_service_cycles']:>14,.0f}")
+    lines.append(f"  {s['events']:,} events in {s['wall_seconds']:.2f} s")
+    print("\n".join(lines))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from octosim.model.arch import parse_arch
+    from octosim.model.loader import load_yaml_file
+    from octosim.model.workflow import parse_workflow
+
+    for path in args.files:
+        data = load_yaml_file(path)
+        if isinstance(data, dict) and "arch" in data and "owg" not in data:
+            arch = parse_arch(data, path)
+            what = f"arch {arch.name}: {arch.n_clusters} clusters, {arch.n_peas} PEAs"
+        elif isinstance(data, dict) and "owg" in data:
+            wf = parse_workflow(data, path)
+            what = f"workflow {wf.name}: {len(wf.tasks)} tasks, {wf.n_blocks} blocks"
+        else:
+            raise UserError("neither a workflow (owg: 1) nor an architecture (arch: 1)",
+                            file=path)
+        print(f"{path}: ok ({what})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from octosim.workloads import builtin_names
+
+    out: dict[str, Any] = {}
+    what = args.what
+    if what in (None, "workflows"):
+        out["workflows"] = builtin_names("workflow")
+    if what in (None, "archs"):
+        out["archs"] = builtin_names("arch")
+    if what in (None, "policies"):
+        from octosim.policies.registry import policies
+
+        out["policies"] = {name: cls.summary for name, cls in policies().items()}
+    if what in (None, "models"):
+        from octosim.hardware.zoo import get_model, list_models
+
+        out["models"] = {name: get_model(name).source for name in list_models()}
+    if args.json:
+        _print_json(out)
+        return 0
+    for key, items in out.items():
+        print(f"{key}:")
+        if isinstance(items, dict):
+            for name, text in items.items():
+                print(f"  {name:<22} {text}")
+        else:
+            for name in items:
+                print(f"  {name}")
+    return 0
+
+
+def cmd_model_cycles(args: argparse.Namespace) -> int:
+    from octosim.hardware.systolic import model_layer_cycles
+    from octosim.hardware.topology import load_topology_csv
+    from octosim.hardware.zoo import get_model
+
+    try:
+        rows_s, cols_s = args.pea.lower().split("x")
+        rows, cols = int(rows_s), int(cols_s)
+        if rows < 1 or cols < 1 or rows > 4096 or cols > 4096:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--pea {args.pea!r}: expected ROWSxCOLS, e.g. 16x16") from None
+    if args.topology:
+        layers = load_topology_csv(args.topology)
+        name = args.topology
+    elif args.model:
+        spec = get_model(args.model)
+        layers = list(spec.layers)
+        name = spec.name
+    else:
+        raise UserError("model-cycles: give a MODEL name or --topology CSV")
+    cycles = model_layer_cycles(layers, rows, cols, args.dataflow)
+    result = {
+        "model": name, "pea": f"{rows}x{cols}", "dataflow": args.dataflow,
+        "layers": [{"name": layer.name, "cycles": c, "macs": layer.macs()}
+                   for layer, c in zip(layers, cycles, strict=True)],
+        "total_cycles": sum(cycles),
+        "total_macs": sum(layer.macs() for layer in layers),
+    }
+    if args.json:
+        _print_json(result)
+    else:
+        for layer in result["layers"]:
+            print(f"{layer['name']:<32} {layer['cycles']:>14,}")
+        print(f"{'total':<32} {result['total_cycles']:>14,} cycles on one {rows}x{cols} PEA "
+              f"({args.dataflow})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="octosim", description="Orchestrated AI Workflows on spatial chips")
+    p.add_argument("--version", action="version", version=f"octosim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="simulate one workflow on one arch under one policy")
+    r.add_argument("workflow")
+    r.add_argument("--arch", default="octopus-chip")
+    r.add_argument("--policy", default="static")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--fault", action="append", default=[], metavar="UNIT:ID@CYCLE")
+    r.add_argument("--out")
+    r.add_argument("--trace")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check workflow and arch files")
+    v.add_argument("files", nargs="+")
+    v.set_defaults(func=cmd_validate)
+
+    ls = sub.add_parser("list", help="built-in workflows, archs, policies, models")
+    ls.add_argument("what", nargs="?", choices=["workflows", "archs", "policies", "models"])
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    m = sub.add_parser("model-cycles", help="PEA cycles of a model's layers")
+    m.add_argument("model", nargs="?")
+    m.add_argument("--topology", metavar="CSV")
+    m.add_argument("--pea", default="16x16")
+    m.add_argument("--dataflow", choices=["os", "ws", "is"], default="os")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model_cycles)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "fault", None):
+            raise UserError("--fault is not supported yet by this version")
+        return int(args.func(args))
+    except UserError as exc:
+        sys.stderr.write(exc.line() + "\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

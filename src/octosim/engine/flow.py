@@ -1,0 +1,234 @@
+"""Interpreting the Orchestrated Workflow Graph for one instance.
+
+A :class:`Frame` walks a list of flow nodes in one variable scope. Control Blocks are decided
+here, in logic and instantly; their *latency* is charged by the policy (coupled host round
+trip or CBU over the control plane) when the successor tasks are dispatched, from the number
+of CBs passed (``Frame.cbs``). The interpreter is shared by the timed engine and by the
+untimed profiler, so both see the same decisions for the same keys.
+
+Random draws are keyed ``{instance}{path}/{block}/{what}``: ``path`` names the foreach copy
+and loop iteration the frame belongs to, ``block`` the node; nothing depends on event order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from octosim.errors import UserError
+from octosim.model.dists import Value, round_count
+from octosim.model.expr import ExprError
+from octosim.model.rng import KeyedRandom
+from octosim.model.workflow import (
+    BranchNode,
+    ForeachNode,
+    LoopNode,
+    Node,
+    ParallelNode,
+    TaskDef,
+    TaskNode,
+    Workflow,
+)
+
+ROOT, CHILD, LOOP, BODY = 0, 1, 2, 3
+
+
+class Frame:
+    """One sequence of nodes being executed for one instance."""
+
+    __slots__ = ("inst", "nodes", "idx", "scope", "path", "parent", "kind", "pending", "cp",
+                 "cp_max", "cbs", "node", "iteration", "remaining")
+
+    def __init__(self, inst: Any, nodes: list[Node], scope: dict[str, float], path: str,
+                 parent: Frame | None, kind: int, cp: int, cbs: int) -> None:
+        self.inst = inst
+        self.nodes = nodes
+        self.idx = 0
+        self.scope = scope
+        self.path = path
+        self.parent = parent
+        self.kind = kind
+        self.pending = 0  # children still running (foreach / parallel join)
+        self.cp = cp  # critical path so far at maximum parallelism (cycles)
+        self.cp_max = 0
+        self.cbs = cbs  # Control Blocks passed since the last task completion
+        self.node: Node | None = None  # the loop node a LOOP frame repeats
+        self.iteration = 0
+        self.remaining = -1  # iterations left of a count loop (-1: a while loop)
+
+
+class FlowRunner:
+    """Advances frames; ``on_task(frame, node)`` is called for each Task Block reached."""
+
+    def __init__(self, wf: Workflow, rnd: KeyedRandom,
+                 on_task: Callable[[Frame, TaskNode], None],
+                 on_instance_done: Callable[[Any, Frame], None]) -> None:
+        self.wf = wf
+        self.rnd = rnd
+        self.on_task = on_task
+        self.on_instance_done = on_instance_done
+        self._stack: list[Frame] = []
+
+    # --- values ---------------------------------------------------------------------------
+
+    def draw(self, value: Value, frame: Frame, key: str, where: str) -> float:
+        try:
+            return value.draw(self.rnd, key, frame.scope)
+        except (ExprError, UserError) as exc:
+            msg = exc.what if isinstance(exc, UserError) else str(exc)
+            raise UserError(f"{msg} (instance {frame.inst.id})", file=self.wf.file,
+                            where=where) from None
+
+    def draw_var(self, name: str, value: Value, frame: Frame, key: str, where: str) -> float:
+        phase = frame.inst.phase
+        if phase is not None:
+            value = phase.overrides.get(name, value)
+        return self.draw(value, frame, key, where)
+
+    def start_instance(self, inst: Any) -> Frame:
+        scope: dict[str, float] = {}
+        root = Frame(inst, self.wf.flow, scope, "", None, ROOT, 0, 0)
+        for name, value in self.wf.vars.items():
+            scope[name] = self.draw_var(name, value, root, f"{inst.id}/v/{name}", f"vars.{name}")
+        self.resume(root)
+        return root
+
+    def task_done(self, frame: Frame, task: TaskDef, node: TaskNode, cp_cycles: int) -> None:
+        """The task a frame waited for finished: apply its ``sets`` and go on."""
+        if task.sets:
+            base = f"{frame.inst.id}{frame.path}/{node.block}/"
+            for name, value in task.sets.items():
+                frame.scope[name] = self.draw_var(name, value, frame, base + name,
+                                                  f"tasks.{task.name}.sets.{name}")
+        frame.cp += cp_cycles
+        frame.cbs = 0
+        self.resume(frame)
+
+    # --- the interpreter --------------------------------------------------------------------
+
+    def resume(self, frame: Frame) -> None:
+        stack = self._stack
+        stack.append(frame)
+        while stack:
+            self._run(stack.pop())
+
+    def _run(self, f: Frame) -> None:
+        nodes = f.nodes
+        stack = self._stack
+        inst_id = f.inst.id
+        while f.idx < len(nodes):
+            node = nodes[f.idx]
+            f.idx += 1
+            t = type(node)
+            if t is TaskNode:
+                self.on_task(f, node)  # type: ignore[arg-type]
+                return
+            f.cbs += 1
+            if t is ForeachNode:
+                n = round_count(self.draw(node.count, f, f"{inst_id}{f.path}/{node.block}/n",
+                                          f"{node.where}.foreach"))
+                if n > 1_000_000:
+                    raise UserError(f"foreach count {n} is larger than 1000000 (instance "
+                                    f"{inst_id})", file=self.wf.file, where=node.where)
+                if n == 0:
+                    continue
+                f.pending = n
+                f.cp_max = f.cp
+                for j in range(n - 1, -1, -1):
+                    stack.append(Frame(f.inst, node.body, dict(f.scope),  # type: ignore[attr-defined]
+                                       f"{f.path}/{node.block}.{j}", f, CHILD, f.cp, f.cbs))
+                return
+            if t is ParallelNode:
+                arms = node.arms  # type: ignore[attr-defined]
+                f.pending = len(arms)
+                f.cp_max = f.cp
+                for a in range(len(arms) - 1, -1, -1):
+                    stack.append(Frame(f.inst, arms[a], dict(f.scope), f.path, f, CHILD, f.cp,
+                                       f.cbs))
+                return
+            if t is BranchNode:
+                body = self._choose(node, f)  # type: ignore[arg-type]
+                if body:
+                    stack.append(Frame(f.inst, body, f.scope, f.path, f, BODY, f.cp, f.cbs))
+                    return
+                continue
+            if t is LoopNode:
+                lf = Frame(f.inst, node.body, f.scope, f.path, f, LOOP, f.cp,  # type: ignore[attr-defined]
+                           f.cbs)
+                lf.node = node
+                if node.count is not None:  # type: ignore[attr-defined]
+                    lf.remaining = round_count(self.draw(
+                        node.count, f, f"{inst_id}{f.path}/{node.block}/n",  # type: ignore[attr-defined]
+                        f"{node.where}.loop.count"))
+                if self._loop_continues(lf):
+                    stack.append(lf)
+                    return
+                continue
+            raise AssertionError(f"unknown node {node!r}")  # pragma: no cover
+        self._done(f)
+
+    def _loop_continues(self, lf: Frame) -> bool:
+        node: LoopNode = lf.node  # type: ignore[assignment]
+        if lf.remaining >= 0:
+            go = lf.iteration < lf.remaining
+        else:
+            try:
+                go = bool(node.cond(lf.scope))  # type: ignore[misc]
+            except ExprError as exc:
+                raise UserError(f"{exc} (instance {lf.inst.id})", file=self.wf.file,
+                                where=f"{node.where}.loop.while") from None
+        if not go:
+            return False
+        if lf.iteration >= node.max_iterations:
+            raise UserError(f"loop ran {node.max_iterations} iterations without ending "
+                            f"(instance {lf.inst.id}); raise loop.max_iterations if intended",
+                            file=self.wf.file, where=node.where)
+        lf.path = f"{lf.parent.path}/{node.block}.{lf.iteration}"  # type: ignore[union-attr]
+        lf.idx = 0
+        return True
+
+    def _choose(self, node: BranchNode, f: Frame) -> list[Node]:
+        u = -1.0
+        acc = 0.0
+        for case in node.cases:
+            if case.kind == "when":
+                try:
+                    if case.cond(f.scope):  # type: ignore[misc]
+                        return case.body
+                except ExprError as exc:
+                    raise UserError(f"{exc} (instance {f.inst.id})", file=self.wf.file,
+                                    where=f"{node.where}.branch") from None
+            elif case.kind == "p":
+                if u < 0:
+                    u = self.rnd.uniform(f"{f.inst.id}{f.path}/{node.block}/b")
+                acc += case.p
+                if u < acc:
+                    return case.body
+            else:
+                return case.body
+        return []
+
+    def _done(self, f: Frame) -> None:
+        kind = f.kind
+        if kind == ROOT:
+            self.on_instance_done(f.inst, f)
+            return
+        parent: Frame = f.parent  # type: ignore[assignment]
+        if kind == CHILD:
+            if f.cp > parent.cp_max:
+                parent.cp_max = f.cp
+            parent.pending -= 1
+            if parent.pending == 0:
+                parent.cp = parent.cp_max
+                parent.cbs = f.cbs + 1  # the join is decided by a CB too
+                self._stack.append(parent)
+            return
+        if kind == LOOP:
+            f.iteration += 1
+            f.cbs += 1
+            if self._loop_continues(f):
+                self._stack.append(f)
+                return
+        parent.cp = f.cp
+        parent.cbs = f.cbs
+        self._stack.append(parent)

@@ -1,0 +1,75 @@
+"""Turning a finished simulation into the metrics of DESIGN section 4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from octosim.engine.sim import Simulation
+
+
+def latency_summary(latencies: Any) -> dict[str, float]:
+    if len(latencies) == 0:
+        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    arr = np.frombuffer(latencies, dtype=np.int64) if not isinstance(latencies, np.ndarray) \
+        else latencies
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"mean": round(float(arr.mean()), 3), "p50": round(float(p50), 3),
+            "p95": round(float(p95), 3), "p99": round(float(p99), 3), "max": float(arr.max())}
+
+
+def summarize(sim: Simulation) -> dict[str, Any]:
+    """All metrics of one run, as plain JSON-able data."""
+    makespan = sim.makespan
+    total_area = sim.alive_peas * makespan
+    busy, blocked = sim.area_busy, sim.area_blocked
+    reconf, unbound = sim.area_reconfig, sim.area_unbound
+    starved = max(0, total_area - busy - blocked - reconf - unbound)
+
+    def frac(x: int) -> float:
+        return round(x / total_area, 6) if total_area else 0.0
+
+    tasks = {}
+    for tt in sim.task_types:
+        n = sim.task_count[tt.idx]
+        tasks[tt.name] = {
+            "count": n,
+            "mean_wait_cycles": round(sim.task_wait[tt.idx] / n, 3) if n else 0.0,
+            "mean_service_cycles": round(sim.task_service[tt.idx] / n, 3) if n else 0.0,
+        }
+    mesh = sim.chip.mesh
+    link, link_busy = mesh.busiest_link()
+    lb = sim.lower_bound
+    clock_hz = sim.arch.clock_ghz * 1e9
+    seconds = makespan / clock_hz if clock_hz else 0.0
+    return {
+        "workflow": sim.wf.name,
+        "arch": sim.arch.name,
+        "policy": sim.policy.name,
+        "seed": sim.seed,
+        "instances": sim.instances_done,
+        "makespan_cycles": makespan,
+        "makespan_seconds": seconds,
+        "throughput_per_second": round(sim.instances_done / seconds, 6) if seconds else 0.0,
+        "latency_cycles": latency_summary(sim.latencies),
+        "pea_utilization": frac(busy),
+        "idle": {"starved": frac(starved), "blocked": frac(blocked),
+                 "reconfiguring": frac(reconf), "unbound": frac(unbound)},
+        "tasks": tasks,
+        "task_runs": sum(sim.task_count),
+        "reconfigurations": sim.reconfigurations,
+        "noc": {
+            "bytes": mesh.bytes_moved,
+            "transfers": mesh.transfers,
+            "busiest_link": list(link) if link else None,
+            "busiest_link_utilization": round(link_busy / makespan, 6) if makespan else 0.0,
+        },
+        "memory_bytes": sim.chip.memory.bytes_moved,
+        "control_messages": sim.control_messages,
+        "lower_bound_cycles": lb,
+        "bound_ratio": round(makespan / lb, 6) if lb else None,
+        "events": sim.events,
+        "wall_seconds": round(sim.wall_seconds, 6),
+        "events_per_second": round(sim.events / sim.wall_seconds) if sim.wall_seconds else None,
+    }

@@ -1,0 +1,502 @@
+"""The discrete-event simulation of one run: workflow x architecture x policy x seed.
+
+The core is a heap of ``(cycle, priority, sequence, kind, payload)``; time jumps from event to
+event (no per-cycle stepping) and ties are deterministic. The engine owns the workflow
+instances, the chip state and the bookkeeping of PEA time; the policy decides where and when
+work runs through the small API below (:meth:`Simulation.start`, :meth:`Simulation.bind`,
+:meth:`Simulation.call_at`). Observers receive task and instance events for metrics and traces.
+
+Back-pressure: with ``policy.buffer_slots > 0`` each TBU has that many input slots, so a TB
+type (stage) has ``buffer_slots`` times the TBUs bound to it (at least one TBU's worth).
+A run occupies a slot from when its producer deposits it until it starts. A producer whose
+successor finds the slots full keeps its PEAs (``blocked``) until the successor gets one. Only
+forward edges (to a later stage in flow order) are bounded; edges back to earlier stages
+(loops) are not, so blocking can never form a cycle and deadlock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from octosim.engine.events import EventKind
+from octosim.engine.flow import Frame, FlowRunner
+from octosim.engine.tasks import TaskType, build_task_types
+from octosim.errors import UserError
+from octosim.hardware.chip import UNBOUND, TBU, Chip
+from octosim.model.arch import ArchSpec
+from octosim.model.dists import round_count
+from octosim.model.rng import KeyedRandom
+from octosim.model.workflow import Phase, TaskNode, Workflow
+
+if TYPE_CHECKING:
+    from octosim.policies.base import Policy
+
+_COMPLETE = int(EventKind.COMPLETE)
+_BOUND = int(EventKind.BOUND)
+_READY = int(EventKind.READY)
+_ARRIVAL = int(EventKind.ARRIVAL)
+_TIMER = int(EventKind.TIMER)
+
+
+class Instance:
+    """One workflow instance (a request) travelling through the OWG."""
+
+    __slots__ = ("id", "arrival", "cluster", "phase", "tasks_done", "done_at", "cp")
+
+    def __init__(self, inst_id: int, arrival: int, phase: Phase | None) -> None:
+        self.id = inst_id
+        self.arrival = arrival
+        self.cluster = 0
+        self.phase = phase
+        self.tasks_done = 0
+        self.done_at = -1
+        self.cp = 0
+
+
+class TaskRun:
+    """One invocation of a Task Block for one instance."""
+
+    __slots__ = ("tt", "inst", "frame", "node", "work", "out_bytes", "ready_at", "start_at",
+                 "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec")
+
+    def __init__(self, tt: TaskType, inst: Instance, frame: Frame, node: TaskNode, work: int,
+                 out_bytes: int, src_cluster: int, seq: int) -> None:
+        self.tt = tt
+        self.inst = inst
+        self.frame = frame
+        self.node = node
+        self.work = work  # cycles on one PEA
+        self.out_bytes = out_bytes
+        self.ready_at = 0
+        self.start_at = -1
+        self.end_at = -1
+        self.tbu: TBU | None = None
+        self.peas: list[int] = []
+        self.k = 0
+        self.src_cluster = src_cluster  # where its input data lies
+        self.seq = seq
+        self.reexec = 0
+
+    def __repr__(self) -> str:
+        return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
+
+
+class _Blocked:
+    """A producer whose successors wait for input slots."""
+
+    __slots__ = ("run", "pending", "waiting_stages")
+
+    def __init__(self, run: TaskRun | None) -> None:
+        self.run = run
+        self.pending: dict[int, deque[TaskRun]] = {}
+        self.waiting_stages = 0
+
+
+class Observer:
+    """Receives simulation events; override what you need."""
+
+    def task_started(self, run: TaskRun, now: int) -> None: ...
+
+    def task_done(self, run: TaskRun, now: int) -> None: ...
+
+    def instance_done(self, inst: Instance, now: int) -> None: ...
+
+    def reconfigured(self, tbu: TBU, task: int, start: int, end: int) -> None: ...
+
+
+class Simulation:
+    """One run. Build it, then call :meth:`run`; the result is in :attr:`stats`."""
+
+    def __init__(self, wf: Workflow, arch: ArchSpec, policy: Policy, seed: int = 1,
+                 observers: list[Observer] | None = None,
+                 max_events: int | None = None) -> None:
+        self.wf = wf
+        self.arch = arch
+        self.policy = policy
+        self.seed = seed
+        self.rnd = KeyedRandom(seed)
+        self.task_types = build_task_types(wf, arch)
+        self.chip = Chip(arch)
+        if not self.chip.alive_clusters:
+            raise UserError("no working cluster: every TBU or router is defective",
+                            where="defects")
+        self.observers = list(observers or [])
+        self.max_events = max_events
+        self.now = 0
+        self._heap: list[tuple[int, int, int, int, Any]] = []
+        self._seq = 0
+        self._run_seq = 0
+        self.events = 0
+        self.split_eff = arch.tbu.split_efficiency
+        self.flow = FlowRunner(wf, self.rnd, self._on_task_node, self._on_instance_done)
+        self._new_runs: list[TaskRun] = []
+        self._ready_now: deque[TaskRun] = deque()
+        # Back-pressure state, per stage (task type index).
+        n = len(self.task_types)
+        self.buffer_slots = int(getattr(policy, "buffer_slots", 0) or 0)
+        self.occupancy = [0] * n
+        self.stage_tbus = [0] * n  # TBUs bound to each type: a stage has slots for each
+        self._waiters: list[deque[_Blocked]] = [deque() for _ in range(n)]
+        # Accounting of PEA time, integrated at each change (no per-unit scans).
+        self._acc_t = 0
+        self.busy_peas = 0
+        self.blocked_peas = 0
+        self.reconfig_peas = 0
+        self.unbound_peas = 0
+        self.area_busy = 0
+        self.area_blocked = 0
+        self.area_reconfig = 0
+        self.area_unbound = 0
+        self.alive_peas = 0
+        for tbu in self.chip.tbus:
+            if tbu.alive:
+                self.alive_peas += tbu.n_peas
+                self.unbound_peas += tbu.n_peas
+        # Results.
+        self.instances_arrived = 0
+        self.instances_done = 0
+        self.makespan = 0
+        self.latencies = array("q")
+        self.lower_bound_cp = 0
+        self.total_work = 0  # PEA-cycles at best efficiency (one PEA per run)
+        self.reconfigurations = 0
+        self.control_messages = 0
+        self.task_count = [0] * n
+        self.task_wait = [0] * n
+        self.task_service = [0] * n
+        self.reexecutions = 0
+        self.wall_seconds = 0.0
+        self._last_arrival = 0
+        self._stopped = False
+
+    # --- policy API ---------------------------------------------------------------------------
+
+    def schedule(self, at: int, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, kind, self._seq, kind, payload))
+
+    def call_at(self, at: int, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` at cycle ``at`` (a policy timer)."""
+        self.schedule(max(at, self.now), _TIMER, callback)
+
+    def service_cycles(self, run: TaskRun, k: int) -> int:
+        """Cycles for ``run`` on ``k`` PEAs: speed-up 1 + (k-1)*split_efficiency, never
+        below the time to stream weights that do not fit in the TBU."""
+        work = run.work
+        if k > 1:
+            work = math.ceil(work / (1.0 + (k - 1) * self.split_eff))
+        floor = run.tt.floor_cycles
+        return work if work >= floor else floor
+
+    def start(self, run: TaskRun, tbu: TBU, k: int) -> int:
+        """Start ``run`` on ``k`` free PEAs of ``tbu`` now; return its completion cycle."""
+        tt = run.tt
+        if tbu.bound != tt.idx or tbu.reconfiguring or not tbu.alive:
+            raise RuntimeError(f"policy bug: {run} started on {tbu} not bound to its type")
+        if k < 1 or k > len(tbu.free):
+            raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
+        now = self.now
+        self._account(now)
+        free = tbu.free
+        run.peas = free[-k:]
+        del free[-k:]
+        tbu.busy += k
+        tbu.running += 1
+        self.busy_peas += k
+        run.k = k
+        run.tbu = tbu
+        run.start_at = now
+        t_in = now
+        if run.src_cluster != tbu.cluster and run.src_cluster >= 0:
+            t_in = self.chip.mesh.transfer(run.src_cluster, tbu.cluster, run.out_bytes, now)
+        end = t_in + self.service_cycles(run, k)
+        run.end_at = end
+        idx = tt.idx
+        self.task_count[idx] += 1
+        self.task_wait[idx] += now - run.ready_at
+        self.task_service[idx] += end - now
+        self._seq += 1
+        heapq.heappush(self._heap, (end, _COMPLETE, self._seq, _COMPLETE, run))
+        for ob in self.observers:
+            ob.task_started(run, now)
+        if self.buffer_slots:
+            self._slot_freed(idx)
+        return end
+
+    def bind(self, tbu: TBU, task: int) -> int:
+        """Load the context of task type ``task`` into an idle TBU; return when it is ready.
+
+        Costs ``reconfig.fixed_cycles`` plus the context bytes over the memory channel
+        (fetches from all TBUs share it, one after another)."""
+        if tbu.busy or tbu.blocked or tbu.reconfiguring:
+            raise RuntimeError(f"policy bug: rebinding {tbu} while it is busy")
+        if not tbu.alive:
+            raise RuntimeError(f"policy bug: binding dead {tbu}")
+        if tbu.bound == task:
+            return self.now
+        now = self.now
+        self._account(now)
+        if tbu.bound == UNBOUND:
+            self.unbound_peas -= tbu.n_peas
+        else:
+            self.stage_tbus[tbu.bound] -= 1
+        tbu.bound = UNBOUND
+        tbu.reconfiguring = True
+        self.reconfig_peas += tbu.n_peas
+        tt = self.task_types[task]
+        done = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+        self.reconfigurations += 1
+        for ob in self.observers:
+            ob.reconfigured(tbu, task, now, done)
+        self.schedule(done, _BOUND, (tbu, task))
+        return done
+
+    def unbind(self, tbu: TBU) -> None:
+        """Leave an idle TBU without a context (counted as ``unbound`` idle time)."""
+        if tbu.busy or tbu.blocked or tbu.reconfiguring or tbu.bound == UNBOUND:
+            return
+        self._account(self.now)
+        self.stage_tbus[tbu.bound] -= 1
+        tbu.bound = UNBOUND
+        self.unbound_peas += tbu.n_peas
+
+    # --- accounting ---------------------------------------------------------------------------
+
+    def _account(self, now: int) -> None:
+        dt = now - self._acc_t
+        if dt:
+            self.area_busy += self.busy_peas * dt
+            self.area_blocked += self.blocked_peas * dt
+            self.area_reconfig += self.reconfig_peas * dt
+            self.area_unbound += self.unbound_peas * dt
+            self._acc_t = now
+
+    # --- flow callbacks -----------------------------------------------------------------------
+
+    def _on_task_node(self, frame: Frame, node: TaskNode) -> None:
+        tt = self.task_types[node.task.index]
+        inst = frame.inst
+        key = f"{inst.id}{frame.path}/{node.block}/"
+        flow = self.flow
+        if tt.cycles is not None:
+            work = round_count(flow.draw(tt.cycles, frame, key + "c", f"tasks.{tt.name}.cycles"))
+        else:
+            work = tt.model_cycles
+            if tt.scale is not None:
+                work = round_count(work * flow.draw(tt.scale, frame, key + "s",
+                                                    f"tasks.{tt.name}.scale"))
+        out_bytes = 0
+        if tt.out_bytes.names or tt.out_bytes.is_random or tt.out_bytes.mean_hint():
+            out_bytes = round_count(flow.draw(tt.out_bytes, frame, key + "o",
+                                              f"tasks.{tt.name}.out_bytes"))
+        self._run_seq += 1
+        run = TaskRun(tt, inst, frame, node, work, out_bytes, inst.cluster, self._run_seq)
+        self.total_work += work if work >= tt.floor_cycles else tt.floor_cycles
+        self._new_runs.append(run)
+
+    def _on_instance_done(self, inst: Instance, frame: Frame) -> None:
+        now = self.now
+        inst.done_at = now
+        cp = inst.arrival + frame.cp
+        if cp > self.lower_bound_cp:
+            self.lower_bound_cp = cp
+        self.instances_done += 1
+        self.latencies.append(now - inst.arrival)
+        if now > self.makespan:
+            self.makespan = now
+        for ob in self.observers:
+            ob.instance_done(inst, now)
+
+    def min_service(self, run: TaskRun) -> int:
+        """Service at the widest PEA grant the task allows (for the critical path)."""
+        return self.service_cycles(run, run.tt.kmax)
+
+    # --- deposit, back-pressure and readiness ------------------------------------------------
+
+    def _deposit(self, producer: TaskRun | None, runs: list[TaskRun], cbs_latency: bool) -> bool:
+        """Hand new runs to their stages; return True if the producer must block."""
+        slots = self.buffer_slots
+        blocked: _Blocked | None = None
+        prank = producer.tt.rank if producer is not None else -1
+        occ = self.occupancy
+        for run in runs:
+            idx = run.tt.idx
+            if slots and run.tt.rank > prank and (
+                occ[idx] >= self.stage_capacity(idx) or self._waiters[idx]
+            ):
+                if blocked is None:
+                    blocked = _Blocked(producer)
+                q = blocked.pending.get(idx)
+                if q is None:
+                    q = blocked.pending[idx] = deque()
+                    self._waiters[idx].append(blocked)
+                q.append(run)
+                continue
+            occ[idx] += 1
+            self._make_ready(run)
+        return blocked is not None
+
+    def stage_capacity(self, idx: int) -> int:
+        n = self.stage_tbus[idx]
+        return self.buffer_slots * (n if n > 1 else 1)
+
+    def _make_ready(self, run: TaskRun) -> None:
+        cbs = run.frame.cbs
+        self.control_messages += cbs
+        latency = self.policy.control_cycles(cbs, run) if cbs else 0
+        if latency > 0:
+            run.ready_at = self.now + latency
+            self.schedule(run.ready_at, _READY, run)
+        else:
+            run.ready_at = self.now
+            self._ready_now.append(run)
+
+    def _slot_freed(self, idx: int) -> None:
+        occ = self.occupancy
+        occ[idx] -= 1
+        waiters = self._waiters[idx]
+        cap = self.stage_capacity(idx)
+        while waiters and occ[idx] < cap:
+            w = waiters[0]
+            q = w.pending[idx]
+            run = q.popleft()
+            occ[idx] += 1
+            self._make_ready(run)
+            if not q:
+                del w.pending[idx]
+                waiters.popleft()
+                if not w.pending:
+                    self._unblock(w)
+
+    def _unblock(self, w: _Blocked) -> None:
+        run = w.run
+        if run is None:
+            return
+        tbu = run.tbu
+        assert tbu is not None
+        self._account(self.now)
+        tbu.blocked -= run.k
+        self.blocked_peas -= run.k
+        tbu.free.extend(run.peas)
+        self.policy.on_freed(tbu)
+
+    # --- event handlers -------------------------------------------------------------------------
+
+    def _complete(self, run: TaskRun) -> None:
+        now = self.now
+        tbu = run.tbu
+        assert tbu is not None
+        inst = run.inst
+        inst.tasks_done += 1
+        tbu.running -= 1
+        for ob in self.observers:
+            ob.task_done(run, now)
+        new = self._new_runs
+        new.clear()
+        self.flow.task_done(run.frame, run.tt.tdef, run.node, self.min_service(run))
+        runs = list(new) if new else []
+        if runs:
+            src = tbu.cluster
+            for r in runs:
+                r.src_cluster = src
+        self._account(now)
+        tbu.busy -= run.k
+        self.busy_peas -= run.k
+        if runs and self._deposit(run, runs, True):
+            tbu.blocked += run.k
+            self.blocked_peas += run.k
+        else:
+            tbu.free.extend(run.peas)
+        self.policy.on_complete(run)
+        self.policy.on_freed(tbu)
+
+    def _arrive(self, i: int) -> None:
+        wf = self.wf
+        inst = Instance(i, self.now, wf.phase_of(i))
+        inst.cluster = self.policy.place_instance(inst)
+        self.instances_arrived += 1
+        new = self._new_runs
+        new.clear()
+        self.flow.start_instance(inst)
+        if new:
+            runs = list(new)
+            if self._deposit(None, runs, True):
+                pass  # waits in the stage's admission queue; no PEAs held
+        if i + 1 < wf.count:
+            if wf.arrival_process == "batch":
+                nxt = 0
+            elif wf.arrival_process == "periodic":
+                nxt = round_count((i + 1) * wf.interarrival_cycles)
+            else:
+                gap = -wf.interarrival_cycles * math.log(self.rnd.uniform(f"{i + 1}/arrival"))
+                self._arrival_clock += gap
+                nxt = round_count(self._arrival_clock)
+            self.schedule(max(nxt, self.now), _ARRIVAL, i + 1)
+
+    def _bound(self, tbu: TBU, task: int) -> None:
+        self._account(self.now)
+        tbu.reconfiguring = False
+        tbu.bound = task
+        self.stage_tbus[task] += 1
+        self.reconfig_peas -= tbu.n_peas
+        self.policy.on_bound(tbu)
+        self.policy.on_freed(tbu)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> Simulation:
+        wall0 = time.perf_counter()
+        self._arrival_clock = 0.0
+        self.policy.setup(self)
+        self.schedule(0, _ARRIVAL, 0)
+        heap = self._heap
+        pop = heapq.heappop
+        ready_now = self._ready_now
+        policy_ready = self.policy.on_ready
+        max_events = self.max_events
+        events = 0
+        while heap:
+            t, _, _, kind, payload = pop(heap)
+            self.now = t
+            events += 1
+            if kind == _COMPLETE:
+                self._complete(payload)
+            elif kind == _READY:
+                policy_ready(payload)
+            elif kind == _ARRIVAL:
+                self._arrive(payload)
+            elif kind == _BOUND:
+                self._bound(*payload)
+            else:
+                payload()
+            while ready_now:
+                policy_ready(ready_now.popleft())
+            if max_events is not None and events >= max_events:
+                break
+            if self.instances_done == self.wf.count:
+                break
+        self.events = events
+        self._account(self.now)
+        self.wall_seconds = time.perf_counter() - wall0
+        if self.instances_done < self.wf.count and (max_events is None or events < max_events):
+            self._stuck()
+        return self
+
+    def _stuck(self) -> None:
+        waiting = {self.task_types[i].name: n for i, n in enumerate(self.occupancy) if n}
+        raise UserError(
+            f"simulation stopped at cycle {self.now} with {self.wf.count - self.instances_done} "
+            f"instances unfinished; policy {self.policy.name!r} left work waiting "
+            f"({waiting or 'no queued tasks'})")
+
+    @property
+    def lower_bound(self) -> int:
+        """max(total PEA-work / PEAs, latest arrival + critical path at maximum parallelism)."""
+        work_bound = math.ceil(self.total_work / max(1, self.alive_peas))
+        return max(work_bound, self.lower_bound_cp)

@@ -1,0 +1,69 @@
+"""Task Block types as the engine sees them: PEA range, work per invocation, context size."""
+
+from __future__ import annotations
+
+import math
+
+from octosim.errors import UserError
+from octosim.model.arch import ArchSpec
+from octosim.model.dists import Value
+from octosim.model.workflow import TaskDef, Workflow
+
+CONFIG_BYTES = 4096  # PEA configuration that every context carries besides weights
+
+
+class TaskType:
+    """Static facts of one TB type on one architecture."""
+
+    __slots__ = ("idx", "name", "kind", "kmin", "kmax", "cycles", "model_cycles", "scale",
+                 "floor_cycles", "context_bytes", "out_bytes", "sets", "rank", "tdef",
+                 "mean_work_hint")
+
+    def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
+        self.idx = tdef.index
+        self.name = tdef.name
+        self.kind = tdef.kind
+        self.tdef = tdef
+        self.rank = rank  # stage order: first appearance in the flow
+        self.cycles: Value | None = tdef.cycles
+        self.scale: Value | None = tdef.scale
+        self.out_bytes: Value = tdef.out_bytes
+        self.sets = tdef.sets
+        self.model_cycles = 0
+        self.floor_cycles = 0
+        tbu_peas = arch.tbu.peas
+        where = f"tasks.{tdef.name}"
+        if tdef.peas is not None:
+            self.kmin, self.kmax = tdef.peas
+            if self.kmax > tbu_peas:
+                raise UserError(f"peas max {self.kmax} is wider than a TBU ({tbu_peas} PEAs "
+                                f"in arch {arch.name})", file=file, where=f"{where}.peas")
+        else:
+            self.kmin, self.kmax = 1, (tbu_peas if tdef.kind == "ai" else 1)
+        weights = 0
+        if tdef.model is not None:
+            from octosim.hardware.zoo import get_model
+
+            try:
+                spec = get_model(tdef.model)
+            except UserError as exc:
+                raise exc.within(file=file, where=f"{where}.model") from None
+            self.model_cycles = spec.cycles_on(arch.pea.rows, arch.pea.cols, arch.pea.dataflow)
+            weights = spec.weight_bytes()
+            tbu_sram = arch.pea.sram_kib * 1024 * tbu_peas
+            resident = 0 if spec.streams_weights else min(weights, tbu_sram)
+            streamed = weights - resident
+            # Weights that do not stay in the TBU's SRAM stream from memory on every run.
+            self.floor_cycles = math.ceil(streamed / arch.memory.bytes_per_cycle)
+            weights = resident
+        if tdef.context_bytes is not None:
+            self.context_bytes = tdef.context_bytes
+        else:
+            self.context_bytes = weights + CONFIG_BYTES
+        self.mean_work_hint = None
+        if self.cycles is not None:
+            self.mean_work_hint = self.cycles.mean_hint()
+
+
+def build_task_types(wf: Workflow, arch: ArchSpec) -> list[TaskType]:
+    return [TaskType(t, arch, wf.stage_order[t.name], wf.file) for t in wf.task_list()]

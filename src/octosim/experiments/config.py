@@ -1,0 +1,125 @@
+"""A run's resolved configuration: workflow, arch, policy and seed as plain data.
+
+``--set KEY=VALUE`` edits it by dotted path before validation (``arch.noc.hop_cycles=0``,
+``policy.partition.detect=4``, ``workflow.phases=[]``), so a resolved configuration is
+everything needed to repeat a run, and its hash identifies it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from octosim.errors import UserError
+from octosim.model.arch import ArchSpec, parse_arch
+from octosim.model.loader import load_yaml_file, parse_yaml_text
+from octosim.model.workflow import Workflow, parse_workflow
+from octosim.policies.base import Policy
+from octosim.policies.registry import get_policy
+from octosim.workloads import resolve
+
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class RunConfig:
+    workflow: dict[str, Any]
+    workflow_file: str
+    arch: dict[str, Any]
+    arch_file: str
+    policy: dict[str, Any]  # {"name": ..., params...}
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "arch": self.arch, "policy": self.policy,
+                "seed": self.seed}
+
+    def key(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def build(self) -> tuple[Workflow, ArchSpec, Policy]:
+        wf = parse_workflow(self.workflow, self.workflow_file)
+        arch = parse_arch(self.arch, self.arch_file)
+        params = {k: v for k, v in self.policy.items() if k != "name"}
+        policy = get_policy(str(self.policy["name"])).from_dict(params)
+        return wf, arch, policy
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected KEY=VALUE")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    try:
+        value = parse_yaml_text(text, f"--set {key}") if text.strip() else None
+    except UserError as exc:
+        raise UserError(f"--set {key}: {exc.what}") from None
+    return key, value
+
+
+def apply_set(cfg: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise UserError(f"--set {key!r}: not a dotted path")
+    if parts[0] not in ("workflow", "arch", "policy", "seed"):
+        raise UserError(f"--set {key}: the path must start with workflow., arch., policy. or "
+                        "be seed")
+    if parts == ["seed"]:
+        cfg["seed"] = value
+        return
+    if parts == ["policy"]:
+        if not isinstance(value, str):
+            raise UserError(f"--set policy: expected a policy name, got {value!r}")
+        cfg["policy"] = {"name": value}
+        return
+    node = cfg
+    for i, p in enumerate(parts[:-1]):
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            where = ".".join(parts[: i + 1])
+            raise UserError(f"--set {key}: {where} is not a mapping")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}",
+                        where="seed")
+    return seed
+
+
+def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
+                   sets: list[str] | None = None) -> RunConfig:
+    wf_path = resolve("workflow", workflow)
+    arch_path = resolve("arch", arch)
+    wf_raw = load_yaml_file(wf_path)
+    arch_raw = load_yaml_file(arch_path)
+    cfg: dict[str, Any] = {
+        "workflow": copy.deepcopy(wf_raw) if isinstance(wf_raw, dict) else wf_raw,
+        "arch": copy.deepcopy(arch_raw) if isinstance(arch_raw, dict) else arch_raw,
+        "policy": {"name": policy},
+        "seed": seed,
+    }
+    get_policy(policy)
+    for item in sets or []:
+        k, v = parse_set(item)
+        if k.startswith("workflow.") and not isinstance(cfg["workflow"], dict):
+            raise UserError("not a workflow mapping", file=str(wf_path))
+        if k.startswith("arch.") and not isinstance(cfg["arch"], dict):
+            raise UserError("not an arch mapping", file=str(arch_path))
+        apply_set(cfg, k, v)
+    return RunConfig(cfg["workflow"], str(wf_path), cfg["arch"], str(arch_path), cfg["policy"],
+                     check_seed(cfg["seed"]))
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,118 @@
+"""Spatial architecture description (``arch: 1``), validated with pydantic.
+
+Every latency and cost may be 0 so the engine can be checked against queueing theory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from octosim.errors import UserError
+from octosim.model.loader import pydantic_error, require_mapping
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PeaSpec(_Strict):
+    rows: int = Field(16, ge=1, le=4096)
+    cols: int = Field(16, ge=1, le=4096)
+    sram_kib: int = Field(512, ge=0, le=1 << 30)
+    dataflow: Literal["os", "ws", "is"] = "os"
+
+
+class TbuSpec(_Strict):
+    peas: int = Field(16, ge=1, le=4096)
+    # Speed-up of k PEAs on one task instance is 1 + (k - 1) * split_efficiency.
+    split_efficiency: float = Field(0.9, ge=0.0, le=1.0)
+
+
+class ClusterSpec(_Strict):
+    tbus: int = Field(16, ge=1, le=4096)
+    cbu_cycles: int = Field(20, ge=0, le=10**9)
+
+
+class GridSpec(_Strict):
+    rows: int = Field(1, ge=1, le=256)
+    cols: int = Field(1, ge=1, le=256)
+
+
+class NocSpec(_Strict):
+    hop_cycles: int = Field(2, ge=0, le=10**6)
+    link_bytes_per_cycle: float = Field(64.0, gt=0, le=1e9)
+
+
+class ControlPlaneSpec(_Strict):
+    hop_cycles: int = Field(1, ge=0, le=10**6)
+
+
+class MemorySpec(_Strict):
+    bytes_per_cycle: float = Field(256.0, gt=0, le=1e12)
+
+
+class ReconfigSpec(_Strict):
+    fixed_cycles: int = Field(500, ge=0, le=10**9)
+
+
+class DefectSpec(_Strict):
+    # Global TBU index: cluster * tbus_per_cluster + tbu; PEA index likewise within the chip.
+    dead_tbus: list[int] = Field(default_factory=list, max_length=1_000_000)
+    dead_peas: list[int] = Field(default_factory=list, max_length=1_000_000)
+    dead_routers: list[int] = Field(default_factory=list, max_length=65536)
+
+
+class ArchSpec(_Strict):
+    arch: Literal[1]
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = None
+    clock_ghz: float = Field(1.0, gt=0, le=100)
+    pea: PeaSpec = PeaSpec()
+    tbu: TbuSpec = TbuSpec()
+    cluster: ClusterSpec = ClusterSpec()
+    grid: GridSpec = GridSpec()
+    noc: NocSpec = NocSpec()
+    control_plane: ControlPlaneSpec = ControlPlaneSpec()
+    memory: MemorySpec = MemorySpec()
+    reconfig: ReconfigSpec = ReconfigSpec()
+    defects: DefectSpec = DefectSpec()
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_defects(self) -> ArchSpec:
+        n_clusters = self.grid.rows * self.grid.cols
+        n_tbus = n_clusters * self.cluster.tbus
+        n_peas = n_tbus * self.tbu.peas
+        if n_peas > 50_000_000:
+            raise ValueError(f"{n_peas} PEAs is more than this simulator supports (50M)")
+        for name, items, limit in (("dead_tbus", self.defects.dead_tbus, n_tbus),
+                                   ("dead_peas", self.defects.dead_peas, n_peas),
+                                   ("dead_routers", self.defects.dead_routers, n_clusters)):
+            for x in items:
+                if not 0 <= x < limit:
+                    raise ValueError(f"defects.{name}: index {x} outside 0..{limit - 1}")
+        return self
+
+    @property
+    def n_clusters(self) -> int:
+        return self.grid.rows * self.grid.cols
+
+    @property
+    def n_tbus(self) -> int:
+        return self.n_clusters * self.cluster.tbus
+
+    @property
+    def n_peas(self) -> int:
+        return self.n_tbus * self.tbu.peas
+
+
+def parse_arch(data: Any, file: str) -> ArchSpec:
+    raw = require_mapping(data, file, "an architecture with arch: 1")
+    if raw.get("arch") != 1:
+        raise UserError("not an architecture file: expected 'arch: 1'", file=file, where="arch")
+    try:
+        return ArchSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise pydantic_error(exc, file) from None

@@ -1,0 +1,320 @@
+"""Values in workflow files: a number, a distribution or an expression.
+
+Each is compiled once at load time into a :class:`Value` whose :meth:`Value.draw` is cheap.
+Random values take their uniforms from a stream keyed by the meaning of the draw
+(see :mod:`octosim.model.rng`), so draws are common random numbers across policies.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from itertools import accumulate
+from statistics import NormalDist
+from typing import Any
+
+from octosim.errors import UserError
+from octosim.model.expr import Env, Expression, compile_expression
+from octosim.model.rng import KeyedRandom, Stream
+
+_STD_NORMAL = NormalDist()
+
+
+class Value:
+    """A compiled number, distribution or expression."""
+
+    __slots__ = ("names", "is_random", "text")
+
+    names: frozenset[str]
+    is_random: bool
+    text: str
+
+    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def mean_hint(self) -> float | None:
+        """The mean when it is known without variables (for profiling), else None."""
+        return None
+
+
+class Const(Value):
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.names = frozenset()
+        self.is_random = False
+        self.text = repr(value)
+
+    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+        return self.value
+
+    def mean_hint(self) -> float | None:
+        return float(self.value)
+
+
+class Expr(Value):
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Expression) -> None:
+        self.expr = expr
+        self.names = expr.names
+        self.is_random = False
+        self.text = expr.source
+
+    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+        return self.expr(env)
+
+
+class Dist(Value):
+    """A distribution; parameters may themselves be numbers or expressions."""
+
+    __slots__ = ("kind", "params", "_static", "_sampler", "_mean")
+
+    def __init__(self, kind: str, params: dict[str, Any], text: str) -> None:
+        self.kind = kind
+        self.params = params
+        self.is_random = True
+        self.text = text
+        names: set[str] = set()
+        for p in params.values():
+            if isinstance(p, Expression):
+                names |= p.names
+        self.names = frozenset(names)
+        self._static = not names
+        self._sampler = _SAMPLERS[kind]
+        self._mean: float | None = None
+        if self._static:
+            _check_params(kind, params)
+            self._mean = _MEANS[kind](params)
+
+    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+        params = self.params
+        if not self._static:
+            params = {k: (v(env) if isinstance(v, Expression) else v) for k, v in params.items()}
+            _check_params(self.kind, params)
+        return self._sampler(rnd.stream(key), params)
+
+    def mean_hint(self) -> float | None:
+        return self._mean
+
+
+# --- samplers -----------------------------------------------------------------------------
+
+
+def _poisson(s: Stream, mean: float) -> int:
+    if mean <= 0:
+        return 0
+    if mean < 30:
+        # Inversion by sequential search: one uniform, exact.
+        u = s.uniform()
+        k = 0
+        p = math.exp(-mean)
+        cdf = p
+        while u > cdf and k < 10_000:
+            k += 1
+            p *= mean / k
+            cdf += p
+        return k
+    # PTRS (Hormann 1993): transformed rejection with squeeze, exact for large means.
+    slam = math.sqrt(mean)
+    loglam = math.log(mean)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+    v_r = 0.9277 - 3.6224 / (b - 2)
+    while True:
+        u = s.uniform() - 0.5
+        v = s.uniform()
+        us = 0.5 - abs(u)
+        k = math.floor((2 * a / us + b) * u + mean + 0.43)
+        if us >= 0.07 and v <= v_r:
+            return k
+        if k < 0 or (us < 0.013 and v > us):
+            continue
+        if math.log(v) + math.log(inv_alpha) - math.log(a / (us * us) + b) <= (
+            -mean + k * loglam - math.lgamma(k + 1)
+        ):
+            return k
+
+
+def _lognormal(s: Stream, p: Mapping[str, Any]) -> float:
+    mean, sd = p["mean"], p["sd"]
+    if sd == 0:
+        return mean
+    sigma2 = math.log1p((sd / mean) ** 2)
+    mu = math.log(mean) - sigma2 / 2
+    return math.exp(mu + math.sqrt(sigma2) * _STD_NORMAL.inv_cdf(s.uniform()))
+
+
+def _geometric(s: Stream, p: Mapping[str, Any]) -> int:
+    prob = p["p"]
+    if prob >= 1:
+        return 0
+    return int(math.floor(math.log(s.uniform()) / math.log1p(-prob)))
+
+
+def _choice(s: Stream, p: Mapping[str, Any]) -> float:
+    cum = p["_cum"]
+    return p["values"][min(bisect_right(cum, s.uniform() * cum[-1]), len(cum) - 1)]
+
+
+def _empirical(s: Stream, p: Mapping[str, Any]) -> float:
+    samples = p["samples"]
+    return samples[min(int(s.uniform() * len(samples)), len(samples) - 1)]
+
+
+_SAMPLERS = {
+    "const": lambda s, p: p["value"],
+    "uniform": lambda s, p: p["low"] + (p["high"] - p["low"]) * s.uniform(),
+    "exponential": lambda s, p: -p["mean"] * math.log(s.uniform()),
+    "normal": lambda s, p: p["mean"] + p["sd"] * _STD_NORMAL.inv_cdf(s.uniform()),
+    "lognormal": _lognormal,
+    "poisson": lambda s, p: _poisson(s, p["mean"]),
+    "geometric": _geometric,
+    "choice": _choice,
+    "empirical": _empirical,
+}
+
+
+def _choice_mean(p: Mapping[str, Any]) -> float:
+    cum = p["_cum"]
+    weights = [b - a for a, b in zip([0.0, *cum[:-1]], cum, strict=True)]
+    return sum(v * w for v, w in zip(p["values"], weights, strict=True)) / cum[-1]
+
+
+_MEANS = {
+    "const": lambda p: float(p["value"]),
+    "uniform": lambda p: (p["low"] + p["high"]) / 2,
+    "exponential": lambda p: float(p["mean"]),
+    "normal": lambda p: float(p["mean"]),
+    "lognormal": lambda p: float(p["mean"]),
+    "poisson": lambda p: float(p["mean"]),
+    "geometric": lambda p: (1 - p["p"]) / p["p"],
+    "choice": _choice_mean,
+    "empirical": lambda p: sum(p["samples"]) / len(p["samples"]),
+}
+
+_PARAMS: dict[str, tuple[set[str], set[str]]] = {
+    # kind: (required, optional)
+    "const": ({"value"}, set()),
+    "uniform": ({"low", "high"}, set()),
+    "exponential": ({"mean"}, set()),
+    "normal": ({"mean", "sd"}, set()),
+    "lognormal": ({"mean", "sd"}, set()),
+    "poisson": ({"mean"}, set()),
+    "geometric": ({"p"}, set()),
+    "choice": ({"values"}, {"weights"}),
+    "empirical": ({"samples"}, set()),
+}
+
+DIST_KINDS = tuple(_PARAMS)
+MAX_LIST = 100_000
+
+
+def _check_params(kind: str, p: Mapping[str, Any]) -> None:
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise UserError(f"{kind}: {msg}")
+
+    for name, v in p.items():
+        if name.startswith("_") or name in ("values", "samples", "weights"):
+            continue
+        need(isinstance(v, int | float) and math.isfinite(v), f"{name} must be a finite number")
+    if kind == "uniform":
+        need(p["low"] <= p["high"], "low must not exceed high")
+    elif kind in ("exponential", "poisson"):
+        need(p["mean"] >= 0, "mean must be >= 0")
+        need(kind != "poisson" or p["mean"] <= 1e9, "mean must be <= 1e9")
+    elif kind == "normal":
+        need(p["sd"] >= 0, "sd must be >= 0")
+    elif kind == "lognormal":
+        need(p["mean"] > 0, "mean must be > 0")
+        need(p["sd"] >= 0, "sd must be >= 0")
+    elif kind == "geometric":
+        need(0 < p["p"] <= 1, "p must be in (0, 1]")
+
+
+def _number_list(v: Any, what: str) -> list[float]:
+    if not isinstance(v, list) or not v:
+        raise UserError(f"{what} must be a non-empty list of numbers")
+    if len(v) > MAX_LIST:
+        raise UserError(f"{what} has more than {MAX_LIST} entries")
+    out = []
+    for i, x in enumerate(v):
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+            raise UserError(f"{what}[{i}] must be a finite number, got {x!r}")
+        out.append(x)
+    return out
+
+
+def compile_value(raw: Any) -> Value:
+    """Compile a number, ``{dist: ...}`` mapping or expression string into a :class:`Value`."""
+    if isinstance(raw, bool):
+        raise UserError(f"expected a number, distribution or expression, got {raw!r}")
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise UserError(f"expected a finite number, got {raw!r}")
+        return Const(raw)
+    if isinstance(raw, str):
+        expr = compile_expression(raw)
+        if not expr.names:
+            try:
+                return Const(expr({}))
+            except Exception as exc:
+                raise UserError(f"expression {raw!r} cannot be evaluated: {exc}") from None
+        return Expr(expr)
+    if isinstance(raw, Mapping):
+        return _compile_dist(raw)
+    raise UserError(
+        f"expected a number, distribution or expression, got {type(raw).__name__}"
+    )
+
+
+def _compile_dist(raw: Mapping[str, Any]) -> Dist:
+    kind = raw.get("dist")
+    if not isinstance(kind, str):
+        raise UserError("a distribution needs 'dist' naming one of: " + ", ".join(DIST_KINDS))
+    if kind not in _PARAMS:
+        raise UserError(f"unknown distribution {kind!r}; known: " + ", ".join(DIST_KINDS))
+    required, optional = _PARAMS[kind]
+    given = set(raw) - {"dist"}
+    missing = required - given
+    if missing:
+        raise UserError(f"{kind} needs {', '.join(sorted(missing))}")
+    extra = given - required - optional
+    if extra:
+        raise UserError(f"{kind} does not take {', '.join(sorted(extra))}")
+    params: dict[str, Any] = {}
+    for name in sorted(given):
+        v = raw[name]
+        if name in ("values", "samples", "weights"):
+            params[name] = _number_list(v, name)
+        elif isinstance(v, str):
+            e = compile_expression(v)
+            params[name] = e if e.names else e({})
+        elif isinstance(v, bool) or not isinstance(v, int | float):
+            raise UserError(f"{kind}: {name} must be a number or expression, got {v!r}")
+        else:
+            params[name] = v
+    if kind == "choice":
+        weights = params.pop("weights", None) or [1.0] * len(params["values"])
+        if len(weights) != len(params["values"]):
+            raise UserError("choice: weights and values must have the same length")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise UserError("choice: weights must be >= 0 with a positive sum")
+        params["_cum"] = list(accumulate(weights))
+    text = "{" + ", ".join(f"{k}: {raw[k]}" for k in raw) + "}"
+    return Dist(kind, params, text)
+
+
+def round_count(x: float) -> int:
+    """Cycles and counts: the nearest non-negative integer."""
+    if x <= 0:
+        return 0
+    return int(x + 0.5)
+
+
+def sample_mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

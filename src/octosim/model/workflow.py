@@ -1,0 +1,434 @@
+"""Orchestrated Workflow Graph (``owg: 1``): validated, then compiled for the engine.
+
+Structure is checked by pydantic; values (numbers, distributions, expressions) and the flow
+are compiled by hand so that every error names its exact place (``flow[3].foreach``).
+The compiled flow is a tree of nodes, each with a stable ``block`` number (pre-order): random
+draws are keyed by it, so they do not depend on the order events are processed.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from octosim.errors import UserError
+from octosim.model.dists import Const, Value, compile_value
+from octosim.model.expr import Expression, compile_expression
+from octosim.model.loader import pydantic_error, require_mapping
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_RESERVED = {"min", "max", "abs", "ceil", "floor", "round", "sqrt", "log", "log2", "exp",
+             "true", "false", "True", "False", "and", "or", "not", "if", "else"}
+MAX_TASKS = 1000
+MAX_BLOCKS = 10_000
+MAX_FLOW_DEPTH = 32
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArrivalsModel(_Strict):
+    process: Literal["poisson", "periodic", "batch"]
+    interarrival_cycles: float = Field(default=0.0, ge=0, le=1e15, allow_inf_nan=False)
+    count: int = Field(ge=1, le=100_000_000)
+    input_bytes: int = Field(default=0, ge=0, le=1 << 40)
+
+
+class PhaseModel(_Strict):
+    count: int = Field(ge=1, le=100_000_000)
+    name: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskModel(_Strict):
+    kind: Literal["ai", "general"]
+    cycles: Any = None
+    model: str | None = None
+    scale: Any = None
+    peas: tuple[int, int] | None = None
+    context_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
+    out_bytes: Any = 0
+    sets: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+
+
+class WorkflowModel(_Strict):
+    owg: Literal[1]
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = None
+    arrivals: ArrivalsModel
+    phases: list[PhaseModel] = Field(default_factory=list)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    tasks: dict[str, TaskModel] = Field(min_length=1)
+    flow: list[Any] = Field(min_length=1)
+
+
+# --- compiled form --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class TaskDef:
+    """One Task Block type. ``cycles`` is the work on one PEA (general tasks), ``scale``
+    multiplies a model's cycles (e.g. tokens for an LLM step)."""
+
+    name: str
+    kind: str
+    index: int
+    cycles: Value | None
+    model: str | None
+    scale: Value | None
+    peas: tuple[int, int] | None
+    context_bytes: int | None
+    out_bytes: Value
+    sets: dict[str, Value]
+
+
+class Node:
+    __slots__ = ("block", "where")
+    block: int
+    where: str
+
+
+class TaskNode(Node):
+    __slots__ = ("task",)
+
+    def __init__(self, block: int, where: str, task: TaskDef) -> None:
+        self.block, self.where, self.task = block, where, task
+
+
+class ForeachNode(Node):
+    __slots__ = ("count", "body")
+
+    def __init__(self, block: int, where: str, count: Value, body: list[Node]) -> None:
+        self.block, self.where, self.count, self.body = block, where, count, body
+
+
+class LoopNode(Node):
+    __slots__ = ("cond", "count", "body", "max_iterations")
+
+    def __init__(self, block: int, where: str, cond: Expression | None, count: Value | None,
+                 body: list[Node], max_iterations: int) -> None:
+        self.block, self.where = block, where
+        self.cond, self.count, self.body, self.max_iterations = cond, count, body, max_iterations
+
+
+@dataclass(eq=False)
+class Case:
+    kind: str  # "when" | "p" | "else"
+    cond: Expression | None
+    p: float
+    body: list[Node]
+
+
+class BranchNode(Node):
+    __slots__ = ("cases",)
+
+    def __init__(self, block: int, where: str, cases: list[Case]) -> None:
+        self.block, self.where, self.cases = block, where, cases
+
+
+class ParallelNode(Node):
+    __slots__ = ("arms",)
+
+    def __init__(self, block: int, where: str, arms: list[list[Node]]) -> None:
+        self.block, self.where, self.arms = block, where, arms
+
+
+@dataclass(eq=False)
+class Phase:
+    start: int
+    count: int
+    name: str
+    overrides: dict[str, Value]
+
+
+@dataclass(eq=False)
+class Workflow:
+    name: str
+    file: str
+    description: str
+    arrival_process: str
+    interarrival_cycles: float
+    count: int
+    input_bytes: int
+    vars: dict[str, Value]
+    tasks: dict[str, TaskDef]
+    flow: list[Node]
+    phases: list[Phase]
+    n_blocks: int
+    stage_order: dict[str, int] = field(default_factory=dict)
+    _phase_starts: list[int] = field(default_factory=list)
+
+    def phase_of(self, instance: int) -> Phase | None:
+        if not self.phases:
+            return None
+        return self.phases[bisect_right(self._phase_starts, instance) - 1]
+
+    def task_list(self) -> list[TaskDef]:
+        return sorted(self.tasks.values(), key=lambda t: t.index)
+
+
+def _value(raw: Any, file: str, where: str) -> Value:
+    try:
+        return compile_value(raw)
+    except UserError as exc:
+        raise exc.within(file=file, where=where) from None
+
+
+def _check_name(name: Any, file: str, where: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(name, str) or not pattern.match(name) or name in _RESERVED:
+        raise UserError(f"{name!r} is not a valid {what} name", file=file, where=where)
+    return name
+
+
+class _FlowCompiler:
+    def __init__(self, file: str, tasks: dict[str, TaskDef]) -> None:
+        self.file = file
+        self.tasks = tasks
+        self.n_blocks = 0
+        self.names: list[tuple[str, frozenset[str]]] = []  # (where, names used)
+        self.first_use: dict[str, int] = {}
+
+    def err(self, where: str, what: str) -> UserError:
+        return UserError(what, file=self.file, where=where)
+
+    def seq(self, raw: Any, where: str, depth: int) -> list[Node]:
+        if depth > MAX_FLOW_DEPTH:
+            raise self.err(where, f"flow nested deeper than {MAX_FLOW_DEPTH} levels")
+        if not isinstance(raw, list):
+            raise self.err(where, f"expected a list of steps, got {type(raw).__name__}")
+        return [self.step(item, f"{where}[{i}]", depth) for i, item in enumerate(raw)]
+
+    def _block(self, where: str) -> int:
+        b = self.n_blocks
+        self.n_blocks += 1
+        if self.n_blocks > MAX_BLOCKS:
+            raise self.err(where, f"more than {MAX_BLOCKS} blocks in the flow")
+        return b
+
+    def _val(self, raw: Any, where: str) -> Value:
+        v = _value(raw, self.file, where)
+        self.names.append((where, v.names))
+        return v
+
+    def _expr(self, raw: Any, where: str) -> Expression:
+        if isinstance(raw, bool):
+            raw = "1" if raw else "0"
+        if isinstance(raw, int | float):
+            raw = repr(raw)
+        try:
+            e = compile_expression(raw)
+        except UserError as exc:
+            raise exc.within(file=self.file, where=where) from None
+        self.names.append((where, e.names))
+        return e
+
+    def step(self, raw: Any, where: str, depth: int) -> Node:
+        if isinstance(raw, str):
+            task = self.tasks.get(raw)
+            if task is None:
+                known = ", ".join(sorted(self.tasks))
+                raise self.err(where, f"unknown task {raw!r} (tasks: {known})")
+            block = self._block(where)
+            self.first_use.setdefault(raw, block)
+            return TaskNode(block, where, task)
+        if not isinstance(raw, Mapping) or not raw:
+            raise self.err(where, "a step is a task name or one of foreach, loop, branch, parallel")
+        keys = set(raw)
+        if "foreach" in keys:
+            extra = keys - {"foreach", "do"}
+            if extra or "do" not in keys:
+                raise self.err(where, "foreach takes exactly 'foreach' and 'do'")
+            block = self._block(where)
+            count = self._val(raw["foreach"], f"{where}.foreach")
+            body = self.seq(raw["do"], f"{where}.do", depth + 1)
+            return ForeachNode(block, where, count, body)
+        if "loop" in keys:
+            if keys != {"loop"} or not isinstance(raw["loop"], Mapping):
+                raise self.err(where, "loop takes a mapping: {while: EXPR | count: N, do: [...]}")
+            spec = raw["loop"]
+            lw = f"{where}.loop"
+            extra = set(spec) - {"while", "count", "do", "max_iterations"}
+            if extra:
+                raise self.err(lw, f"unknown field {sorted(extra)[0]!r}")
+            if ("while" in spec) == ("count" in spec):
+                raise self.err(lw, "give exactly one of 'while' and 'count'")
+            if "do" not in spec:
+                raise self.err(lw, "'do' is missing")
+            mi = spec.get("max_iterations", 10000)
+            if isinstance(mi, bool) or not isinstance(mi, int) or not 1 <= mi <= 10_000_000:
+                raise self.err(f"{lw}.max_iterations", "must be an integer from 1 to 10000000")
+            block = self._block(where)
+            cond = self._expr(spec["while"], f"{lw}.while") if "while" in spec else None
+            count = self._val(spec["count"], f"{lw}.count") if "count" in spec else None
+            body = self.seq(spec["do"], f"{lw}.do", depth + 1)
+            return LoopNode(block, where, cond, count, body, mi)
+        if "branch" in keys:
+            if keys != {"branch"}:
+                raise self.err(where, "branch takes only a list of cases")
+            return self.branch(raw["branch"], f"{where}.branch", depth)
+        if "parallel" in keys:
+            if keys != {"parallel"}:
+                raise self.err(where, "parallel takes only a list of arms")
+            arms_raw = raw["parallel"]
+            pw = f"{where}.parallel"
+            if not isinstance(arms_raw, list) or len(arms_raw) < 1:
+                raise self.err(pw, "expected a non-empty list of arms (each a list of steps)")
+            block = self._block(where)
+            arms = [self.seq(a, f"{pw}[{i}]", depth + 1) for i, a in enumerate(arms_raw)]
+            return ParallelNode(block, where, arms)
+        raise self.err(where, f"unknown step {sorted(keys)[0]!r}; expected a task name, "
+                       "foreach, loop, branch or parallel")
+
+    def branch(self, raw: Any, where: str, depth: int) -> BranchNode:
+        if not isinstance(raw, list) or not raw:
+            raise self.err(where, "expected a non-empty list of cases")
+        block = self._block(where)
+        cases: list[Case] = []
+        total_p = 0.0
+        seen_else = False
+        for i, c in enumerate(raw):
+            cw = f"{where}[{i}]"
+            if not isinstance(c, Mapping):
+                raise self.err(cw, "a case is {p: P, do: [...]}, {when: EXPR, do: [...]} or "
+                               "{else: [...]}")
+            if seen_else:
+                raise self.err(cw, "no case may follow 'else'")
+            if "else" in c:
+                if set(c) != {"else"}:
+                    raise self.err(cw, "'else' takes only its list of steps")
+                body = self.seq(c["else"] if c["else"] is not None else [], f"{cw}.else",
+                                depth + 1)
+                cases.append(Case("else", None, 0.0, body))
+                seen_else = True
+                continue
+            if "do" not in c:
+                raise self.err(cw, "'do' is missing")
+            if "p" in c and set(c) == {"p", "do"}:
+                p = c["p"]
+                if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+                    raise self.err(f"{cw}.p", f"probability must be a number in [0, 1], got {p!r}")
+                total_p += p
+                if total_p > 1 + 1e-9:
+                    raise self.err(f"{cw}.p", f"branch probabilities add up to {total_p:g} > 1")
+                cases.append(Case("p", None, float(p), self.seq(c["do"], f"{cw}.do", depth + 1)))
+            elif "when" in c and set(c) == {"when", "do"}:
+                cond = self._expr(c["when"], f"{cw}.when")
+                cases.append(Case("when", cond, 0.0, self.seq(c["do"], f"{cw}.do", depth + 1)))
+            else:
+                raise self.err(cw, "a case has either 'p' or 'when', and 'do'")
+        return BranchNode(block, where, cases)
+
+
+def parse_workflow(data: Any, file: str) -> Workflow:
+    """Validate and compile a parsed ``owg: 1`` document."""
+    raw = require_mapping(data, file, "a workflow with owg: 1")
+    if raw.get("owg") != 1:
+        raise UserError("not a workflow file: expected 'owg: 1'", file=file, where="owg")
+    try:
+        model = WorkflowModel.model_validate(raw)
+    except ValidationError as exc:
+        raise pydantic_error(exc, file) from None
+    if len(model.tasks) > MAX_TASKS:
+        raise UserError(f"more than {MAX_TASKS} tasks", file=file, where="tasks")
+
+    uses: list[tuple[str, frozenset[str]]] = []
+    defined: set[str] = set()
+    vars_: dict[str, Value] = {}
+    for name, spec in model.vars.items():
+        _check_name(name, file, f"vars.{name}", _VAR, "variable")
+        vars_[name] = _value(spec, file, f"vars.{name}")
+        uses.append((f"vars.{name}", vars_[name].names))
+        defined.add(name)
+
+    tasks: dict[str, TaskDef] = {}
+    for i, (name, t) in enumerate(model.tasks.items()):
+        w = f"tasks.{name}"
+        _check_name(name, file, w, _NAME, "task")
+        if t.model is None and t.cycles is None:
+            raise UserError("give 'cycles' or 'model'", file=file, where=w)
+        if t.model is not None and t.cycles is not None:
+            raise UserError("give 'cycles' or 'model', not both (use 'scale' to vary a model's "
+                            "cycles)", file=file, where=w)
+        if t.kind == "general" and t.model is not None:
+            raise UserError("a general task gives 'cycles'; 'model' is for kind: ai",
+                            file=file, where=f"{w}.model")
+        if t.scale is not None and t.model is None:
+            raise UserError("'scale' applies to a model's cycles", file=file, where=f"{w}.scale")
+        if t.peas is not None:
+            lo, hi = t.peas
+            if lo < 1 or hi < lo:
+                raise UserError(f"peas [min, max] needs 1 <= min <= max, got [{lo}, {hi}]",
+                                file=file, where=f"{w}.peas")
+        sets: dict[str, Value] = {}
+        for var, spec in t.sets.items():
+            _check_name(var, file, f"{w}.sets.{var}", _VAR, "variable")
+            sets[var] = _value(spec, file, f"{w}.sets.{var}")
+            uses.append((f"{w}.sets.{var}", sets[var].names))
+            defined.add(var)
+        cycles = _value(t.cycles, file, f"{w}.cycles") if t.cycles is not None else None
+        scale = _value(t.scale, file, f"{w}.scale") if t.scale is not None else None
+        out_bytes = _value(t.out_bytes, file, f"{w}.out_bytes")
+        for what, v in (("cycles", cycles), ("scale", scale), ("out_bytes", out_bytes)):
+            if v is not None:
+                uses.append((f"{w}.{what}", v.names))
+                if isinstance(v, Const) and v.value < 0:
+                    raise UserError("must be >= 0", file=file, where=f"{w}.{what}")
+        tasks[name] = TaskDef(name, t.kind, i, cycles, t.model, scale, t.peas, t.context_bytes,
+                              out_bytes, sets)
+
+    fc = _FlowCompiler(file, tasks)
+    flow = fc.seq(model.flow, "flow", 0)
+    uses.extend(fc.names)
+
+    phases: list[Phase] = []
+    start = 0
+    for i, ph in enumerate(model.phases):
+        overrides: dict[str, Value] = {}
+        for var, spec in ph.vars.items():
+            pw = f"phases[{i}].vars.{var}"
+            if var not in defined:
+                raise UserError(f"phase overrides {var!r}, which no 'vars' or 'sets' defines",
+                                file=file, where=pw)
+            overrides[var] = _value(spec, file, pw)
+            uses.append((pw, overrides[var].names))
+        phases.append(Phase(start, ph.count, ph.name or f"phase{i}", overrides))
+        start += ph.count
+    if phases and start != model.arrivals.count:
+        raise UserError(f"phase counts add up to {start} but arrivals.count is "
+                        f"{model.arrivals.count} (set both, or workflow.phases=[])",
+                        file=file, where="phases")
+
+    for where, names in uses:
+        unknown = sorted(names - defined)
+        if unknown:
+            raise UserError(f"unknown variable {unknown[0]!r} (defined: "
+                            f"{', '.join(sorted(defined)) or 'none'})", file=file, where=where)
+
+    unused = [n for n in tasks if n not in fc.first_use]
+    if unused:
+        raise UserError(f"task {unused[0]!r} is never used in the flow", file=file,
+                        where=f"tasks.{unused[0]}")
+    if model.arrivals.process != "batch" and model.arrivals.interarrival_cycles <= 0:
+        raise UserError("must be > 0 for poisson and periodic arrivals", file=file,
+                        where="arrivals.interarrival_cycles")
+
+    order = {name: rank for rank, name in
+             enumerate(sorted(fc.first_use, key=lambda n: fc.first_use[n]))}
+    wf = Workflow(
+        name=model.name, file=file, description=model.description or "",
+        arrival_process=model.arrivals.process,
+        interarrival_cycles=model.arrivals.interarrival_cycles,
+        count=model.arrivals.count, input_bytes=model.arrivals.input_bytes,
+        vars=vars_, tasks=tasks, flow=flow, phases=phases, n_blocks=fc.n_blocks,
+        stage_order=order,
+    )
+    wf._phase_starts = [p.start for p in phases]
+    return wf

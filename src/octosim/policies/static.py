@@ -1,0 +1,158 @@
+"""``static``: the traditional spatial architecture baseline.
+
+At compile time TBUs are partitioned among TB types in proportion to profiled demand (the
+allocation minimises the largest demand per TBU), or as given by ``partition``. Each run gets a
+fixed number of PEAs; queues are FIFO; Control Blocks run coupled, through a host round trip of
+``host_cycles`` each; stages have ``buffer_slots`` input slots with back-pressure (0 =
+unbounded), so a slow stage blocks its producers (Contagious PEA Idleness). On several clusters
+each cluster gets the same partition and instances are spread round-robin.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from octosim.engine.profile import profile_workflow
+from octosim.errors import UserError
+from octosim.hardware.chip import UNBOUND, TBU
+from octosim.policies.base import Policy, PolicyParams
+from octosim.policies.registry import register
+
+if TYPE_CHECKING:
+    from octosim.engine.sim import Simulation, TaskRun
+    from octosim.engine.tasks import TaskType
+
+
+class StaticParams(PolicyParams):
+    buffer_slots: int = Field(4, ge=0, le=1_000_000,
+                              description="input slots per stage; 0 = unbounded")
+    host_cycles: int = Field(2000, ge=0, le=10**9,
+                             description="coupled-control round trip per Control Block")
+    partition: dict[str, int] | None = Field(
+        None, description="TBUs per cluster for each TB type, instead of the profiled split")
+    peas: Literal["min", "max"] | int = Field(
+        "min", description="PEAs per run: the task's min, its max, or a number (clamped)")
+    profile_instances: int = Field(256, ge=1, le=100_000)
+
+
+def allocate_tbus(demand: list[float], n_tbus: int) -> list[int]:
+    """Give each type one TBU, then each next TBU to the type with the largest demand per TBU
+    (the allocation that minimises the maximum load; ties to the lower index)."""
+    n = len(demand)
+    alloc = [1] * n
+    for _ in range(n_tbus - n):
+        best = max(range(n), key=lambda i: (demand[i] / alloc[i], -i))
+        alloc[best] += 1
+    return alloc
+
+
+@register
+class StaticPolicy(Policy):
+    name = "static"
+    summary = "compile-time TBU partition, fixed PEAs, FIFO, coupled control, bounded buffers"
+    Params = StaticParams
+    params: StaticParams
+
+    def pea_grant(self, tt: TaskType) -> int:
+        p = self.params.peas
+        k = tt.kmin if p == "min" else tt.kmax if p == "max" else int(p)
+        return max(tt.kmin, min(tt.kmax, k))
+
+    def partition_counts(self, sim: Simulation, n_tbus: int) -> list[int]:
+        types = sim.task_types
+        if self.params.partition is not None:
+            part = self.params.partition
+            names = {tt.name for tt in types}
+            for name, count in part.items():
+                if name not in names:
+                    raise UserError(f"unknown task {name!r}", where=f"policy.partition.{name}")
+                if count < 1:
+                    raise UserError("each task needs at least 1 TBU",
+                                    where=f"policy.partition.{name}")
+            missing = [tt.name for tt in types if tt.name not in part]
+            if missing:
+                raise UserError(f"task {missing[0]!r} has no TBUs", where="policy.partition")
+            counts = [part[tt.name] for tt in types]
+            if sum(counts) > n_tbus:
+                raise UserError(f"partition uses {sum(counts)} TBUs but a cluster has {n_tbus}",
+                                where="policy.partition")
+            return counts
+        prof = profile_workflow(sim.wf, types, sim.seed, self.params.profile_instances)
+        demand = []
+        for tt in types:
+            p = prof[tt.idx]
+            k = self.pea_grant(tt)
+            svc = max(p.mean_work_cycles / (1 + (k - 1) * sim.split_eff), tt.floor_cycles)
+            demand.append(p.runs_per_instance * svc * k)
+        return allocate_tbus(demand, n_tbus)
+
+    def setup(self, sim: Simulation) -> None:
+        super().setup(sim)
+        types = sim.task_types
+        n = len(types)
+        self.k = [self.pea_grant(tt) for tt in types]
+        self.queues: list[list[deque[TaskRun]]] = []
+        self.avail: list[list[list[TBU]]] = []
+        self.partition: list[list[int]] = []
+        for c in range(sim.chip.n_clusters):
+            self.queues.append([deque() for _ in range(n)])
+            self.avail.append([[] for _ in range(n)])
+        by_size: dict[int, list[int]] = {}
+        for c in sim.chip.alive_clusters:
+            alive = [t for t in sim.chip.cluster_tbus[c] if t.alive]
+            if len(alive) < n:
+                raise UserError(f"static needs one TBU per task type: cluster {c} has "
+                                f"{len(alive)} working TBUs for {n} task types")
+            usable = [t for t in alive if t.n_peas >= 1]
+            if len(alive) not in by_size:
+                by_size[len(alive)] = self.partition_counts(sim, len(alive))
+            counts = by_size[len(alive)]
+            # Larger TBUs (fewer dead PEAs) first, to the most demanding types.
+            usable.sort(key=lambda t: (-t.n_peas, t.id))
+            it = iter(usable)
+            for idx, count in enumerate(counts):
+                for _ in range(count):
+                    tbu = next(it)
+                    if tbu.n_peas < self.k[idx]:
+                        raise UserError(f"TBU {tbu.id} has {tbu.n_peas} working PEAs, fewer "
+                                        f"than the {self.k[idx]} that {types[idx].name} needs")
+                    sim.bind(tbu, idx)
+            self.partition.append(counts)
+
+    def control_cycles(self, cbs: int, run: TaskRun) -> int:
+        return cbs * self.params.host_cycles
+
+    def on_ready(self, run: TaskRun) -> None:
+        sim = self.sim
+        assert sim is not None
+        idx = run.tt.idx
+        k = self.k[idx]
+        lst = self.avail[run.inst.cluster][idx]
+        while lst and len(lst[-1].free) < k:
+            lst.pop().mark = False
+        if lst:
+            tbu = lst[-1]
+            sim.start(run, tbu, k)
+            if len(tbu.free) < k:
+                lst.pop()
+                tbu.mark = False
+        else:
+            self.queues[run.inst.cluster][idx].append(run)
+
+    def on_freed(self, tbu: TBU) -> None:
+        idx = tbu.bound
+        if idx == UNBOUND or tbu.reconfiguring:
+            return
+        sim = self.sim
+        assert sim is not None
+        k = self.k[idx]
+        q = self.queues[tbu.cluster][idx]
+        free = tbu.free
+        while q and len(free) >= k:
+            sim.start(q.popleft(), tbu, k)
+        if len(free) >= k and not tbu.mark:
+            tbu.mark = True
+            self.avail[tbu.cluster][idx].append(tbu)

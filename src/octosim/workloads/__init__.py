@@ -1,0 +1,32 @@
+"""Built-in workflows and architectures, shipped as YAML package data."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from octosim.errors import UserError
+
+_KINDS = {"workflow": "workflows", "arch": "archs"}
+
+
+def builtin_dir(kind: str) -> Path:
+    return Path(str(files("octosim.workloads") / _KINDS[kind]))
+
+
+def builtin_names(kind: str) -> list[str]:
+    return sorted(p.stem for p in builtin_dir(kind).glob("*.yaml"))
+
+
+def resolve(kind: str, ref: str) -> Path:
+    """A built-in name or a path to a file."""
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or p.exists() or "/" in ref or "\\" in ref:
+        if not p.exists():
+            raise UserError("no such file", file=ref)
+        return p
+    candidate = builtin_dir(kind) / f"{ref}.yaml"
+    if candidate.exists():
+        return candidate
+    raise UserError(f"unknown {kind} {ref!r}; built-in: {', '.join(builtin_names(kind))} "
+                    "(or give a path to a YAML file)")
