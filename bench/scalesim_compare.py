@@ -12,7 +12,8 @@ SCALE-Sim runs on the fixture configurations (16x16 and 8x32 arrays, os/ws/is) a
 ``scalesim.scale -s N`` does not actually switch traces off in 3.0.0). Its per-layer "Total
 Cycles" (COMPUTE_REPORT.csv, 3rd column: cycles without DRAM prefetch) and "Stall Cycles" are
 printed next to octosim's ``layer_cycles``; ``--write`` stores them in
-``tests/hardware/fixtures/scalesim_reference.json``, which ``tests/hardware/
+``tests/hardware/fixtures/scalesim_reference.json`` (with SCALE-Sim's own parse of the fixture
+topologies, ``topologies.load_arrays``), which ``tests/hardware/
 test_scalesim_reference.py`` checks. ``--export-zoo DIR`` writes every zoo model as a SCALE-Sim
 topology CSV (for running SCALE-Sim on them yourself).
 """
@@ -61,6 +62,26 @@ layers = [{"scalesim_layer_id": int(r[0]), "name": names[int(r[0])],
 print(json.dumps({"scalesim_version": version("scalesim"), "numpy_version": numpy.__version__,
                   "report_header": header, "layers": layers}))
 """
+
+# Parses a topology with SCALE-Sim's own reader; prints its layer arrays as JSON.
+READER_DRIVER = r"""
+import contextlib, io, json, sys
+from scalesim.topology_utils import topologies
+t = topologies()
+with contextlib.redirect_stdout(io.StringIO()):
+    t.load_arrays(topofile=sys.argv[1], mnk_inputs=sys.argv[2] == "gemm")
+print(json.dumps(t.topo_arrays))
+"""
+READER_FIXTURES = (("scalesim_quirks.csv", "conv"), *TOPOLOGIES)
+
+
+def scalesim_parse(python: str, topo: Path, input_type: str) -> list:
+    args = [python, "-c", READER_DRIVER, str(topo), input_type]
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"SCALE-Sim could not read {topo.name}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_scalesim(python: str, cfg: Path, topo: Path, input_type: str) -> dict:
@@ -146,6 +167,15 @@ def main() -> int:
             )
     print("\nmax |error| per dataflow: " + ", ".join(f"{d} {100 * e:.3f}%" for d, e in worst.items()))
 
+    reader = [
+        {
+            "topology": topo,
+            "input_type": input_type,
+            "topo_arrays": scalesim_parse(args.scalesim_python, FIXTURES / topo, input_type),
+        }
+        for topo, input_type in READER_FIXTURES
+    ]
+
     if args.write:
         doc = {
             **meta,
@@ -155,6 +185,7 @@ def main() -> int:
             ").run_scale(top_path=TMP); total_cycles = 'Total Cycles' column of "
             "COMPUTE_REPORT.csv",
             "runs": runs,
+            "reader": reader,
         }
         REFERENCE.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {REFERENCE.relative_to(ROOT)}")

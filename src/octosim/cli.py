@@ -26,11 +26,12 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from octosim.engine.sim import Observer
     from octosim.experiments.config import resolve_config
     from octosim.experiments.run import run_config, write_run
 
     cfg = resolve_config(args.workflow, args.arch, args.policy, args.seed, args.set)
-    observers = []
+    observers: list[Observer] = []
     if args.trace:
         from octosim.engine.trace import TraceObserver
 

@@ -125,7 +125,8 @@ class FlowRunner:
                 return
             f.cbs += 1
             if t is ForeachNode:
-                n = round_count(self.draw(node.count, f, f"{inst_id}{f.path}/{node.block}/n",
+                n = round_count(self.draw(node.count, f,  # type: ignore[attr-defined]
+                                          f"{inst_id}{f.path}/{node.block}/n",
                                           f"{node.where}.foreach"))
                 if n > 1_000_000:
                     raise UserError(f"foreach count {n} is larger than 1000000 (instance "

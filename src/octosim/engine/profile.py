@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from octosim.engine.flow import Frame, FlowRunner
+from octosim.engine.flow import FlowRunner, Frame
 from octosim.engine.sim import Instance
 from octosim.engine.tasks import TaskType
 from octosim.model.dists import round_count

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from octosim.engine.events import EventKind
-from octosim.engine.flow import Frame, FlowRunner
+from octosim.engine.flow import FlowRunner, Frame
 from octosim.engine.tasks import TaskType, build_task_types
 from octosim.errors import UserError
-from octosim.hardware.chip import UNBOUND, TBU, Chip
+from octosim.hardware.chip import TBU, UNBOUND, Chip
 from octosim.model.arch import ArchSpec
 from octosim.model.dists import round_count
 from octosim.model.rng import KeyedRandom

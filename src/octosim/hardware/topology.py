@@ -49,7 +49,7 @@ _GEMM_COLUMNS = ("M", "N", "K")
 _CONV_HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
 _CONV_HEADER += "Num Filter, Strides,"
 _SPARSITY = re.compile(r"^\s*\d+\s*:\s*\d+\s*$")
-_INT = re.compile(r"^[+]?\d+$")
+_INT = re.compile(r"^[+-]?\d+$")
 
 
 def _fields(line: str, ncols: int = 0) -> list[str]:

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
-from octosim.hardware.chip import UNBOUND, TBU
+from octosim.hardware.chip import TBU, UNBOUND
 from octosim.policies.base import Policy, PolicyParams
 from octosim.policies.registry import register
 
@@ -97,7 +97,7 @@ class StaticPolicy(Policy):
         self.queues: list[list[deque[TaskRun]]] = []
         self.avail: list[list[list[TBU]]] = []
         self.partition: list[list[int]] = []
-        for c in range(sim.chip.n_clusters):
+        for _ in range(sim.chip.n_clusters):
             self.queues.append([deque() for _ in range(n)])
             self.avail.append([[] for _ in range(n)])
         by_size: dict[int, list[int]] = {}
