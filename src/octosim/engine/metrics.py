@@ -4,19 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from octosim.engine.sim import Simulation
-
-
-def latency_summary(latencies: Any) -> dict[str, float]:
-    if len(latencies) == 0:
-        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
-    arr = np.frombuffer(latencies, dtype=np.int64) if not isinstance(latencies, np.ndarray) \
-        else latencies
-    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {"mean": round(float(arr.mean()), 3), "p50": round(float(p50), 3),
-            "p95": round(float(p95), 3), "p99": round(float(p99), 3), "max": float(arr.max())}
 
 
 def summarize(sim: Simulation) -> dict[str, Any]:
@@ -52,7 +40,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "makespan_cycles": makespan,
         "makespan_seconds": seconds,
         "throughput_per_second": round(sim.instances_done / seconds, 6) if seconds else 0.0,
-        "latency_cycles": latency_summary(sim.latencies),
+        "latency_cycles": sim.latencies.summary(),
+        "latency_percentiles_exact": sim.latencies.is_exact,
         "pea_utilization": frac(busy),
         "idle": {"starved": frac(starved), "blocked": frac(blocked),
                  "reconfiguring": frac(reconf), "unbound": frac(unbound)},

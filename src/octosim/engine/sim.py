@@ -19,13 +19,13 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from octosim.engine.events import EventKind
 from octosim.engine.flow import FlowRunner, Frame
+from octosim.engine.stats import LatencyRecorder
 from octosim.engine.tasks import TaskType, build_task_types
 from octosim.errors import UserError
 from octosim.hardware.chip import TBU, UNBOUND, Chip
@@ -42,6 +42,7 @@ _BOUND = int(EventKind.BOUND)
 _READY = int(EventKind.READY)
 _ARRIVAL = int(EventKind.ARRIVAL)
 _TIMER = int(EventKind.TIMER)
+WATCHDOG_EVENTS = 1_000_000  # events in a row with no task started and no arrival
 
 
 class Instance:
@@ -85,6 +86,10 @@ class TaskRun:
 
     def __repr__(self) -> str:
         return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
+
+
+class SimulationStuck(UserError):
+    """The watchdog: work is outstanding but the run makes no progress."""
 
 
 class _Blocked:
@@ -162,7 +167,7 @@ class Simulation:
         self.instances_arrived = 0
         self.instances_done = 0
         self.makespan = 0
-        self.latencies = array("q")
+        self.latencies = LatencyRecorder()
         self.lower_bound_cp = 0
         self.total_work = 0  # PEA-cycles at best efficiency (one PEA per run)
         self.reconfigurations = 0
@@ -172,8 +177,8 @@ class Simulation:
         self.task_service = [0] * n
         self.reexecutions = 0
         self.wall_seconds = 0.0
-        self._last_arrival = 0
-        self._stopped = False
+        self._progress = 0  # task starts and arrivals, for the watchdog
+        self.watchdog_events = WATCHDOG_EVENTS
 
     # --- policy API ---------------------------------------------------------------------------
 
@@ -225,8 +230,10 @@ class Simulation:
         heapq.heappush(self._heap, (end, _COMPLETE, self._seq, _COMPLETE, run))
         for ob in self.observers:
             ob.task_started(run, now)
-        if self.buffer_slots:
-            self._slot_freed(idx)
+        self.occupancy[idx] -= 1
+        if self._waiters[idx]:
+            self._wake_waiters(idx)
+        self._progress += 1
         return end
 
     def bind(self, tbu: TBU, task: int) -> int:
@@ -357,9 +364,8 @@ class Simulation:
             run.ready_at = self.now
             self._ready_now.append(run)
 
-    def _slot_freed(self, idx: int) -> None:
+    def _wake_waiters(self, idx: int) -> None:
         occ = self.occupancy
-        occ[idx] -= 1
         waiters = self._waiters[idx]
         cap = self.stage_capacity(idx)
         while waiters and occ[idx] < cap:
@@ -421,6 +427,7 @@ class Simulation:
         inst = Instance(i, self.now, wf.phase_of(i))
         inst.cluster = self.policy.place_instance(inst)
         self.instances_arrived += 1
+        self._progress += 1
         new = self._new_runs
         new.clear()
         self.flow.start_instance(inst)
@@ -461,6 +468,9 @@ class Simulation:
         policy_ready = self.policy.on_ready
         max_events = self.max_events
         events = 0
+        check_at = 65536
+        progress_seen = -1
+        idle_since = 0
         while heap:
             t, _, _, kind, payload = pop(heap)
             self.now = t
@@ -481,19 +491,43 @@ class Simulation:
                 break
             if self.instances_done == self.wf.count:
                 break
+            if events >= check_at:
+                check_at += 65536
+                if self._progress != progress_seen:
+                    progress_seen = self._progress
+                    idle_since = events
+                elif events - idle_since >= self.watchdog_events:
+                    self.events = events
+                    self._stuck(f"{events - idle_since} events without progress")
         self.events = events
         self._account(self.now)
         self.wall_seconds = time.perf_counter() - wall0
         if self.instances_done < self.wf.count and (max_events is None or events < max_events):
-            self._stuck()
+            self._stuck("no events left")
         return self
 
-    def _stuck(self) -> None:
-        waiting = {self.task_types[i].name: n for i, n in enumerate(self.occupancy) if n}
-        raise UserError(
-            f"simulation stopped at cycle {self.now} with {self.wf.count - self.instances_done} "
-            f"instances unfinished; policy {self.policy.name!r} left work waiting "
-            f"({waiting or 'no queued tasks'})")
+    def stuck_report(self) -> str:
+        """Which task types have work waiting, and what the units are doing."""
+        parts = []
+        for tt in self.task_types:
+            waiting = self.occupancy[tt.idx]
+            blocked = sum(len(w.pending.get(tt.idx, ())) for w in self._waiters[tt.idx])
+            if waiting or blocked:
+                parts.append(f"{tt.name}: {waiting} waiting, {blocked} held by back-pressure, "
+                             f"{self.stage_tbus[tt.idx]} TBUs bound")
+        tbus = [t for t in self.chip.tbus if t.alive]
+        units = (f"TBUs: {sum(1 for t in tbus if t.busy)} busy, "
+                 f"{sum(1 for t in tbus if t.blocked)} blocked, "
+                 f"{sum(1 for t in tbus if t.reconfiguring)} reconfiguring, "
+                 f"{sum(1 for t in tbus if t.bound == UNBOUND and not t.reconfiguring)} unbound "
+                 f"of {len(tbus)}")
+        return "; ".join(parts or ["no runs waiting"]) + "; " + units
+
+    def _stuck(self, why: str) -> None:
+        raise SimulationStuck(
+            f"run stuck at cycle {self.now} ({why}) with "
+            f"{self.wf.count - self.instances_done} of {self.wf.count} instances unfinished "
+            f"under policy {self.policy.name!r}: {self.stuck_report()}")
 
     @property
     def lower_bound(self) -> int:

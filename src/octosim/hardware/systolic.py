@@ -67,7 +67,8 @@ class Layer:
     """One layer, in SCALE-Sim's topology terms.
 
     ``ifmap_h``/``ifmap_w`` are the input feature-map size *including padding* (SCALE-Sim has
-    no padding field), so ``ofmap = (ifmap - filter) // stride + 1``. ``channels`` and
+    no padding field) and, as in SCALE-Sim, ``ofmap = ceil((ifmap - filter) / stride) + 1``
+    (:meth:`Layer.conv2d` converts from framework conventions). ``channels`` and
     ``num_filters`` are per group.
 
     Encodings:
@@ -143,6 +144,52 @@ class Layer:
         return cls(name, m, k, 1, k, 1, n, 1, "matmul", groups, has_weights, shared_weights)
 
     @classmethod
+    def conv2d(
+        cls,
+        name: str,
+        in_h: int,
+        in_w: int,
+        in_channels: int,
+        out_channels: int,
+        kernel: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] = 0,
+        groups: int = 1,
+    ) -> Layer:
+        """A convolution as frameworks (PyTorch, ONNX) define it.
+
+        Output size ``floor((in + 2*padding - kernel) / stride) + 1``; the SCALE-Sim ifmap is
+        the part of the padded input the output reads, ``(out - 1) * stride + kernel``, so that
+        SCALE-Sim's rounding gives the same output size. ``groups`` as in ``torch.nn.Conv2d``.
+        """
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        where = f"layer {name}" if name else "layer"
+        for label, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(groups, int) and groups > 0 and value % groups:
+                raise UserError(f"{label} {value} is not divisible by groups {groups}", where=where)
+        if isinstance(stride, int) and stride > 0:
+            out_h = (in_h + 2 * ph - kh) // stride + 1
+            out_w = (in_w + 2 * pw - kw) // stride + 1
+            if out_h <= 0 or out_w <= 0:
+                raise UserError(
+                    f"kernel {kh}x{kw} does not fit the padded {in_h}x{in_w} input", where=where
+                )
+            in_h, in_w = (out_h - 1) * stride + kh, (out_w - 1) * stride + kw
+        return cls(
+            name,
+            in_h,
+            in_w,
+            kh,
+            kw,
+            in_channels // max(groups, 1),
+            out_channels // max(groups, 1),
+            stride,
+            "conv",
+            groups,
+        )
+
+    @classmethod
     def elementwise(
         cls,
         name: str,
@@ -161,12 +208,13 @@ class Layer:
 
     @property
     def ofmap_h(self) -> int:
-        # SCALE-Sim: ceil((ifmap - filter + stride) / stride) == (ifmap - filter) // stride + 1
-        return (self.ifmap_h - self.filter_h) // self.stride + 1
+        # SCALE-Sim: ceil((ifmap - filter + stride) / stride), which counts a last window that
+        # hangs over the edge (unlike frameworks' floor((ifmap - filter) / stride) + 1)
+        return -(-(self.ifmap_h - self.filter_h) // self.stride) + 1
 
     @property
     def ofmap_w(self) -> int:
-        return (self.ifmap_w - self.filter_w) // self.stride + 1
+        return -(-(self.ifmap_w - self.filter_w) // self.stride) + 1
 
     @property
     def ofmap_pixels(self) -> int:

@@ -4,7 +4,9 @@ Each table is generated here from the published architecture definition (loops o
 blocks, with the hyper-parameters of the official configuration) and names its source. Tables
 follow SCALE-Sim's conventions (see :class:`~octosim.hardware.systolic.Layer`):
 
-- IFMAP sizes include the padding, so output sizes are those of the real network.
+- Convolutions are given as in the frameworks (:meth:`Layer.conv2d`: input size, padding), so
+  output sizes are those of the real network; the stored IFMAP is the padded input the output
+  actually reads.
 - Batch normalisation is folded into the preceding convolution and activations are fused into
   the layer that produces them (not costed), except where a network applies them on a tensor of
   its own (GELU/SiLU in transformers, gates in LSTMs), which become ``elementwise`` layers.
@@ -86,16 +88,16 @@ class _Net:
         stride: int = 1,
         pad: int | None = None,
     ) -> int:
-        """A ``k x k`` convolution on a ``size x size`` input; returns the output size."""
+        """A ``k x k`` convolution on a ``size x size`` input (padding ``k // 2`` unless
+        given, as in PyTorch); returns the output size."""
         p = k // 2 if pad is None else pad
-        layer = Layer(name, size + 2 * p, size + 2 * p, k, k, cin, cout, stride)
+        layer = Layer.conv2d(name, size, size, cin, cout, k, stride, p)
         self.layers.append(layer)
         return layer.ofmap_h
 
     def dwconv(self, name: str, size: int, c: int, k: int, stride: int = 1) -> int:
         """Depthwise ``k x k`` convolution over ``c`` channels (``groups=c``)."""
-        p = k // 2
-        layer = Layer(name, size + 2 * p, size + 2 * p, k, k, 1, 1, stride, groups=c)
+        layer = Layer.conv2d(name, size, size, c, c, k, stride, k // 2, groups=c)
         self.layers.append(layer)
         return layer.ofmap_h
 
@@ -119,7 +121,9 @@ class _Net:
         self.layers.append(Layer.elementwise(name, h, w, c, groups=groups))
 
     def pool(self, name: str, size: int, c: int, k: int, stride: int, pad: int = 0) -> int:
-        layer = Layer.elementwise(name, size + 2 * pad, size + 2 * pad, c, window=k, stride=stride)
+        out = (size + 2 * pad - k) // stride + 1  # as PyTorch (ceil_mode=False)
+        span = (out - 1) * stride + k
+        layer = Layer.elementwise(name, span, span, c, window=k, stride=stride)
         self.layers.append(layer)
         return layer.ofmap_h
 
@@ -257,7 +261,7 @@ def _crnn() -> list[Layer]:
     chans = [64, 128, 256, 256, 512, 512]
     h, w, cin = 32, 100, 1
     for i, cout in enumerate(chans):
-        net.layers.append(Layer(f"conv{i}", h + 2, w + 2, 3, 3, cin, cout, 1))
+        net.layers.append(Layer.conv2d(f"conv{i}", h, w, cin, cout, 3, 1, 1))
         cin = cout
         if i in (0, 1):  # MaxPool2d(2, 2)
             h, w = h // 2, w // 2
@@ -266,7 +270,7 @@ def _crnn() -> list[Layer]:
             h, w = h // 2, w + 1
             # same cost (out elements x 4 window positions) as a 2x2/2 pool onto (h, w)
             net.layers.append(Layer.elementwise(f"pool{i}", 2 * h, 2 * w, cin, window=2, stride=2))
-    net.layers.append(Layer("conv6", h, w, 2, 2, cin, 512, 1))  # 2x2, no padding -> 1 x 26
+    net.layers.append(Layer.conv2d("conv6", h, w, cin, 512, 2))  # 2x2, no padding -> 1 x 26
     steps = w - 1  # 26 time steps
     # two bidirectional LSTMs (hidden 256) each followed by a linear layer
     for i, (n_in, n_out) in enumerate([(512, 256), (256, 37)]):
@@ -374,10 +378,10 @@ def _whisper_tiny_encoder() -> list[Layer]:
     frames, mels, d, heads, blocks = 3000, 80, 384, 6, 4
     dh = d // heads
     # Conv1d(k=3, pad=1) as 1 x (3000 + 2) images with 1 x 3 filters
-    conv1 = Layer("conv1", 1, frames + 2, 1, 3, mels, d, 1)
+    conv1 = Layer.conv2d("conv1", 1, frames, mels, d, (1, 3), 1, (0, 1))
     net.layers.append(conv1)
     net.ew("conv1.gelu", 1, conv1.ofmap_w, d)
-    conv2 = Layer("conv2", 1, conv1.ofmap_w + 2, 1, 3, d, d, 2)
+    conv2 = Layer.conv2d("conv2", 1, conv1.ofmap_w, d, d, (1, 3), 2, (0, 1))
     net.layers.append(conv2)
     seq = conv2.ofmap_w  # 1500
     net.ew("conv2.gelu", 1, seq, d)
