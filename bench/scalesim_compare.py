@@ -47,7 +47,8 @@ import contextlib, csv, io, json, sys
 from importlib.metadata import version
 import numpy
 from scalesim.scale_sim import scalesim
-cfg, topo, layout, gemm, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "gemm", sys.argv[5]
+cfg, topo, layout, input_type, out = sys.argv[1:6]
+gemm = input_type == "gemm"
 with contextlib.redirect_stdout(io.StringIO()):
     s = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo, layout=layout,
                  input_type_gemm=gemm)
@@ -165,7 +166,9 @@ def main() -> int:
                 f"{row['name']:22s} {row['scalesim']:10d} {row['stalls']:6d} "
                 f"{row['octosim']:10d} {100 * err:+7.3f}%"
             )
-    print("\nmax |error| per dataflow: " + ", ".join(f"{d} {100 * e:.3f}%" for d, e in worst.items()))
+    print(
+        "\nmax |error| per dataflow: " + ", ".join(f"{d} {100 * e:.3f}%" for d, e in worst.items())
+    )
 
     reader = [
         {

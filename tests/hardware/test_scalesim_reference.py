@@ -95,7 +95,7 @@ def test_reader_matches_scalesim_parse(entry: dict) -> None:
     expanded = [(lay, g) for lay in ours for g in range(lay.groups)]
     theirs = entry["topo_arrays"]
     assert len(expanded) == len(theirs)
-    for (layer, g), arr in zip(expanded, theirs):
+    for (layer, g), arr in zip(expanded, theirs, strict=True):
         name, ih, iw, fh, fw, ch, nf, sh, sw = arr[:9]
         assert name == (f"{layer.name}Channel_{g}" if layer.groups > 1 else layer.name)
         dims = (layer.ifmap_h, layer.ifmap_w, layer.filter_h, layer.filter_w)

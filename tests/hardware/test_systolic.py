@@ -125,7 +125,30 @@ def test_stride_and_output_size_follow_scalesim() -> None:
                     continue
                 lay = conv(ih, fh, 1, 1, stride=s)
                 assert lay.ofmap_h == math.ceil((ih - fh + s) / s)
-    assert conv(230, 7, 3, 64, stride=2).ofmap_h == 112  # ResNet conv1 with padding 3
+    # SCALE-Sim counts a last window hanging over the edge: 230 -> 113, where PyTorch gives 112
+    assert conv(230, 7, 3, 64, stride=2).ofmap_h == 113
+    # Layer.conv2d takes framework sizes and trims the ifmap to what the output reads
+    c1 = Layer.conv2d("conv1", 224, 224, 3, 64, 7, stride=2, padding=3)
+    assert (c1.ifmap_h, c1.ofmap_h, c1.ofmap_w) == (229, 112, 112)
+    c2 = Layer.conv2d("c", 56, 56, 64, 64, 3, stride=2, padding=1)
+    assert (c2.ifmap_h, c2.ofmap_h) == (57, 28)
+    same = Layer.conv2d("c", 14, 14, 64, 64, 3, stride=1, padding=1)
+    assert (same.ifmap_h, same.ofmap_h) == (16, 14)
+    rect = Layer.conv2d("c", 1, 3000, 384, 384, (1, 3), stride=2, padding=(0, 1))
+    assert (rect.ofmap_h, rect.ofmap_w) == (1, 1500)
+
+
+def test_conv2d_groups() -> None:
+    dw = Layer.conv2d("dw", 112, 112, 96, 96, 3, stride=2, padding=1, groups=96)
+    assert (dw.channels, dw.num_filters, dw.groups) == (1, 1, 96)
+    assert dw.macs() == 56 * 56 * 9 * 96
+    grouped = Layer.conv2d("g", 8, 8, 64, 128, 3, padding=1, groups=4)
+    assert (grouped.channels, grouped.num_filters, grouped.groups) == (16, 32, 4)
+    assert grouped.macs() == 8 * 8 * 9 * 64 * 128 // 4
+    with pytest.raises(UserError, match="not divisible by groups"):
+        Layer.conv2d("g", 8, 8, 64, 100, 3, groups=3)
+    with pytest.raises(UserError, match="does not fit"):
+        Layer.conv2d("big", 2, 2, 1, 1, 7)
 
 
 def test_matmul_encoding_is_scalesims_gemm() -> None:
@@ -153,7 +176,7 @@ def test_elementwise() -> None:
     assert add.ops() == 56 * 56 * 256
     for df in ("os", "ws", "is"):
         assert layer_cycles(add, 16, 16, df) == math.ceil(56 * 56 * 256 / 256) + 30
-    pool = Layer.elementwise("maxpool", 114, 114, 64, window=3, stride=2)
+    pool = Layer.elementwise("maxpool", 113, 113, 64, window=3, stride=2)
     assert (pool.ofmap_h, pool.ofmap_w) == (56, 56)
     assert pool.ops() == 56 * 56 * 64 * 9
     assert layer_cycles(pool, 8, 8) == math.ceil(pool.ops() / 64) + 14

@@ -11,13 +11,15 @@ import math
 from octosim.model.arch import ArchSpec
 
 UNBOUND = -1
+MIXED = -2  # PEAs of the TBU hold contexts of different types (indiscriminate sharing)
 
 
 class TBU:
     """A Task Block Unit: PEAs bound together to one TB type."""
 
     __slots__ = ("id", "cluster", "local", "free", "n_peas", "busy", "blocked", "bound",
-                 "reconfiguring", "alive", "running", "tag", "mark")
+                 "reconfiguring", "alive", "running", "tag", "mark", "prefetch_task",
+                 "prefetch_done")
 
     def __init__(self, tbu_id: int, cluster: int, local: int, pea_ids: list[int]) -> None:
         self.id = tbu_id
@@ -33,6 +35,8 @@ class TBU:
         self.running = 0  # task runs in flight on this TBU
         self.tag: object = None  # free for the policy
         self.mark = False  # free for the policy (e.g. membership of an availability list)
+        self.prefetch_task = UNBOUND  # context being fetched ahead into a shadow buffer
+        self.prefetch_done = 0
 
     def __repr__(self) -> str:
         return f"TBU({self.id}, cluster={self.cluster}, bound={self.bound}, free={len(self.free)})"

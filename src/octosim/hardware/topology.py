@@ -124,7 +124,8 @@ def _conv_row(fields: list[str], where: str, path: str) -> Layer:
     _sparsity(fields, ncols, where, path)
     name = fields[0]
     ih, iw, fh, fw, ch, nf, st = (
-        _int(text, col, where, path) for text, col in zip(fields[1:ncols], _CONV_COLUMNS)
+        _int(text, col, where, path)
+        for text, col in zip(fields[1:ncols], _CONV_COLUMNS, strict=True)
     )
     groups = 1
     if "DP" in name:  # SCALE-Sim: depthwise, one single-channel layer per channel
@@ -142,7 +143,10 @@ def _gemm_row(fields: list[str], where: str, path: str) -> Layer:
             where=where,
         )
     _sparsity(fields, ncols, where, path)
-    m, n, k = (_int(text, col, where, path) for text, col in zip(fields[1:ncols], _GEMM_COLUMNS))
+    m, n, k = (
+        _int(text, col, where, path)
+        for text, col in zip(fields[1:ncols], _GEMM_COLUMNS, strict=True)
+    )
     return _layer(fields[0], m, k, 1, k, 1, n, 1, "matmul", 1, where, path)
 
 
