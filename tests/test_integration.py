@@ -26,7 +26,7 @@ def test_run_json_has_every_contract_field(capsys: pytest.CaptureFixture[str]) -
                 "lower_bound_cycles", "events", "wall_seconds"):
         assert key in s, key
     assert set(s["latency_cycles"]) >= {"mean", "p50", "p95", "p99", "max"}
-    assert set(s["idle"]) == {"starved", "blocked", "reconfiguring", "unbound"}
+    assert set(s["idle"]) >= {"starved", "blocked", "reconfiguring", "unbound"}
     assert s["seed"] == 7 and s["instances"] == 12
     assert s["makespan_cycles"] >= s["lower_bound_cycles"] > 0
     assert 0 < s["pea_utilization"] <= 1

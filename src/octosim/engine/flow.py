@@ -62,11 +62,15 @@ class FlowRunner:
 
     def __init__(self, wf: Workflow, rnd: KeyedRandom,
                  on_task: Callable[[Frame, TaskNode], None],
-                 on_instance_done: Callable[[Any, Frame], None]) -> None:
+                 on_instance_done: Callable[[Any, Frame], None],
+                 on_decision: Callable[[Node, Frame, int], None] | None = None) -> None:
         self.wf = wf
         self.rnd = rnd
         self.on_task = on_task
         self.on_instance_done = on_instance_done
+        # Told each Control Block outcome: foreach copies, branch case index (-1: none),
+        # loop iterations (when the loop ends). This is what a CBU sees, before the work.
+        self.on_decision = on_decision
         self._stack: list[Frame] = []
 
     # --- values ---------------------------------------------------------------------------
@@ -131,6 +135,8 @@ class FlowRunner:
                 if n > 1_000_000:
                     raise UserError(f"foreach count {n} is larger than 1000000 (instance "
                                     f"{inst_id})", file=self.wf.file, where=node.where)
+                if self.on_decision is not None:
+                    self.on_decision(node, f, n)
                 if n == 0:
                     continue
                 f.pending = n
@@ -149,6 +155,10 @@ class FlowRunner:
                 return
             if t is BranchNode:
                 body = self._choose(node, f)  # type: ignore[arg-type]
+                if self.on_decision is not None:
+                    cases = node.cases  # type: ignore[attr-defined]
+                    self.on_decision(node, f, next((i for i, c in enumerate(cases)
+                                                    if c.body is body), -1))
                 if body:
                     stack.append(Frame(f.inst, body, f.scope, f.path, f, BODY, f.cp, f.cbs))
                     return
@@ -179,6 +189,8 @@ class FlowRunner:
                 raise UserError(f"{exc} (instance {lf.inst.id})", file=self.wf.file,
                                 where=f"{node.where}.loop.while") from None
         if not go:
+            if self.on_decision is not None:
+                self.on_decision(node, lf, lf.iteration)
             return False
         if lf.iteration >= node.max_iterations:
             raise UserError(f"loop ran {node.max_iterations} iterations without ending "

@@ -11,9 +11,12 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     """All metrics of one run, as plain JSON-able data."""
     makespan = sim.makespan
     total_area = sim.alive_peas * makespan
-    busy, blocked = sim.area_busy, sim.area_blocked
-    reconf, unbound = sim.area_reconfig, sim.area_unbound
-    starved = max(0, total_area - busy - blocked - reconf - unbound)
+    # PEA time inside runs spent loading a context or waiting for input is not computing.
+    busy = sim.area_busy - sim.area_setup_reconfig - sim.area_setup_transfer
+    blocked, unbound = sim.area_blocked, sim.area_unbound
+    reconf = sim.area_reconfig + sim.area_setup_reconfig
+    transfer = sim.area_setup_transfer
+    starved = max(0, total_area - busy - blocked - reconf - unbound - transfer)
 
     def frac(x: int) -> float:
         return round(x / total_area, 6) if total_area else 0.0
@@ -44,7 +47,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "latency_percentiles_exact": sim.latencies.is_exact,
         "pea_utilization": frac(busy),
         "idle": {"starved": frac(starved), "blocked": frac(blocked),
-                 "reconfiguring": frac(reconf), "unbound": frac(unbound)},
+                 "reconfiguring": frac(reconf), "unbound": frac(unbound),
+                 "transfer": frac(transfer)},
         "tasks": tasks,
         "task_runs": sum(sim.task_count),
         "reconfigurations": sim.reconfigurations,

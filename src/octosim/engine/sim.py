@@ -21,21 +21,20 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from octosim.engine.events import EventKind
 from octosim.engine.flow import FlowRunner, Frame
 from octosim.engine.stats import LatencyRecorder
 from octosim.engine.tasks import TaskType, build_task_types
 from octosim.errors import UserError
-from octosim.hardware.chip import TBU, UNBOUND, Chip
+from octosim.hardware.chip import MIXED, TBU, UNBOUND, Chip
 from octosim.model.arch import ArchSpec
 from octosim.model.dists import round_count
 from octosim.model.rng import KeyedRandom
 from octosim.model.workflow import Phase, TaskNode, Workflow
 
-if TYPE_CHECKING:
-    from octosim.policies.base import Policy
+from octosim.policies.base import Policy
 
 _COMPLETE = int(EventKind.COMPLETE)
 _BOUND = int(EventKind.BOUND)
@@ -64,7 +63,8 @@ class TaskRun:
     """One invocation of a Task Block for one instance."""
 
     __slots__ = ("tt", "inst", "frame", "node", "work", "out_bytes", "ready_at", "start_at",
-                 "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec")
+                 "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec", "svc_start",
+                 "work_left", "rate_since", "grants")
 
     def __init__(self, tt: TaskType, inst: Instance, frame: Frame, node: TaskNode, work: int,
                  out_bytes: int, src_cluster: int, seq: int) -> None:
@@ -83,6 +83,10 @@ class TaskRun:
         self.src_cluster = src_cluster  # where its input data lies
         self.seq = seq
         self.reexec = 0
+        self.svc_start = -1  # when service proper begins (after context load / input transfer)
+        self.work_left = -1.0  # set once the run is grown
+        self.rate_since = -1
+        self.grants: list[tuple[int, list[int]]] | None = None  # PEAs added by grow()
 
     def __repr__(self) -> str:
         return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
@@ -114,6 +118,8 @@ class Observer:
 
     def reconfigured(self, tbu: TBU, task: int, start: int, end: int) -> None: ...
 
+    def task_grown(self, run: TaskRun, peas: list[int], now: int) -> None: ...
+
 
 class Simulation:
     """One run. Build it, then call :meth:`run`; the result is in :attr:`stats`."""
@@ -139,7 +145,10 @@ class Simulation:
         self._run_seq = 0
         self.events = 0
         self.split_eff = arch.tbu.split_efficiency
-        self.flow = FlowRunner(wf, self.rnd, self._on_task_node, self._on_instance_done)
+        on_decision = policy.on_decision if type(policy).on_decision is not Policy.on_decision \
+            else None
+        self.flow = FlowRunner(wf, self.rnd, self._on_task_node, self._on_instance_done,
+                               on_decision)
         self._new_runs: list[TaskRun] = []
         self._ready_now: deque[TaskRun] = deque()
         # Back-pressure state, per stage (task type index).
@@ -158,6 +167,11 @@ class Simulation:
         self.area_blocked = 0
         self.area_reconfig = 0
         self.area_unbound = 0
+        # PEA time inside runs spent loading a context or waiting for input (not computing).
+        self.area_setup_reconfig = 0
+        self.area_setup_transfer = 0
+        self.run_reconfigurations = 0
+        self.pea_ctx = [UNBOUND] * (arch.n_tbus * arch.tbu.peas)
         self.alive_peas = 0
         for tbu in self.chip.tbus:
             if tbu.alive:
@@ -200,12 +214,48 @@ class Simulation:
         return work if work >= floor else floor
 
     def start(self, run: TaskRun, tbu: TBU, k: int) -> int:
-        """Start ``run`` on ``k`` free PEAs of ``tbu`` now; return its completion cycle."""
-        tt = run.tt
-        if tbu.bound != tt.idx or tbu.reconfiguring or not tbu.alive:
+        """Start ``run`` on ``k`` free PEAs of ``tbu``, which is bound to its type; return its
+        completion cycle."""
+        if tbu.bound != run.tt.idx or tbu.reconfiguring or not tbu.alive:
             raise RuntimeError(f"policy bug: {run} started on {tbu} not bound to its type")
         if k < 1 or k > len(tbu.free):
             raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
+        return self._launch(run, tbu, k, self.now)
+
+    def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
+        """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
+        last task was of another type first load this one's context (``fixed_cycles`` plus
+        the context over the shared memory channel). The TBU is then *mixed*: bound to no
+        single type. For policies that share PEAs indiscriminately."""
+        if tbu.reconfiguring or not tbu.alive:
+            raise RuntimeError(f"policy bug: {run} started on unavailable {tbu}")
+        if k < 1 or k > len(tbu.free):
+            raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
+        now = self.now
+        if tbu.bound != MIXED:
+            self._account(now)
+            if tbu.bound == UNBOUND:
+                self.unbound_peas -= tbu.n_peas
+            else:
+                self.stage_tbus[tbu.bound] -= 1
+            tbu.bound = MIXED
+        tt = run.tt
+        ctx = self.pea_ctx
+        peas = tbu.free[-k:]
+        ready = now
+        if any(ctx[p] != tt.idx for p in peas):
+            ready = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+            for p in peas:
+                ctx[p] = tt.idx
+            self.reconfigurations += 1
+            self.run_reconfigurations += 1
+            self.area_setup_reconfig += k * (ready - now)
+            for ob in self.observers:
+                ob.reconfigured(tbu, tt.idx, now, ready)
+        return self._launch(run, tbu, k, ready)
+
+    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int) -> int:
+        tt = run.tt
         now = self.now
         self._account(now)
         free = tbu.free
@@ -217,9 +267,14 @@ class Simulation:
         run.k = k
         run.tbu = tbu
         run.start_at = now
-        t_in = now
+        t_in = setup_done
         if run.src_cluster != tbu.cluster and run.src_cluster >= 0:
             t_in = self.chip.mesh.transfer(run.src_cluster, tbu.cluster, run.out_bytes, now)
+            if t_in > setup_done:
+                self.area_setup_transfer += k * (t_in - setup_done)
+            else:
+                t_in = setup_done
+        run.svc_start = t_in
         end = t_in + self.service_cycles(run, k)
         run.end_at = end
         idx = tt.idx
@@ -236,6 +291,60 @@ class Simulation:
         self._progress += 1
         return end
 
+    def grow(self, run: TaskRun, extra: int) -> int:
+        """Give a running ``run`` ``extra`` more free PEAs of its TBU; the rest of its work
+        speeds up accordingly. Runs bound by weight streaming do not speed up and are left
+        as they are. Return the (possibly earlier) completion cycle."""
+        tbu = run.tbu
+        assert tbu is not None
+        if extra < 1 or extra > len(tbu.free) or run.end_at < 0:
+            raise RuntimeError(f"policy bug: growing {run} by {extra} PEAs")
+        if run.tt.floor_cycles or run.k + extra > run.tt.kmax:
+            return run.end_at
+        now = self.now
+        eff = self.split_eff
+        rate = 1.0 + (run.k - 1) * eff
+        svc_start = run.svc_start
+        # Work done so far at the current rate, since service began (or the last change).
+        begin = max(svc_start, run.rate_since)
+        left = run.work_left if run.work_left >= 0 else float(run.work)
+        if now > begin:
+            left -= rate * (now - begin)
+        if left <= 0:
+            return run.end_at
+        self._account(now)
+        peas = tbu.free[-extra:]
+        del tbu.free[-extra:]
+        run.peas = run.peas + peas
+        if run.grants is None:
+            run.grants = []
+        run.grants.append((now, peas))
+        tbu.busy += extra
+        self.busy_peas += extra
+        run.k += extra
+        run.work_left = left
+        run.rate_since = max(now, svc_start)
+        new_rate = 1.0 + (run.k - 1) * eff
+        new_end = min(run.end_at, run.rate_since + math.ceil(left / new_rate))
+        self.task_service[run.tt.idx] += new_end - run.end_at
+        run.end_at = new_end
+        self._seq += 1
+        heapq.heappush(self._heap, (new_end, _COMPLETE, self._seq, _COMPLETE, run))
+        for ob in self.observers:
+            ob.task_grown(run, peas, now)
+        return new_end
+
+    def prefetch(self, tbu: TBU, task: int) -> int:
+        """Start fetching ``task``'s context for ``tbu`` now, into a shadow buffer, while the
+        TBU finishes its current work; a later :meth:`bind` to that type then only pays
+        the fixed cost. Return when the fetch completes."""
+        if tbu.prefetch_task == task:
+            return tbu.prefetch_done
+        done = self.chip.memory.fetch(self.task_types[task].context_bytes, self.now)
+        tbu.prefetch_task = task
+        tbu.prefetch_done = done
+        return done
+
     def bind(self, tbu: TBU, task: int) -> int:
         """Load the context of task type ``task`` into an idle TBU; return when it is ready.
 
@@ -251,13 +360,17 @@ class Simulation:
         self._account(now)
         if tbu.bound == UNBOUND:
             self.unbound_peas -= tbu.n_peas
-        else:
+        elif tbu.bound != MIXED:
             self.stage_tbus[tbu.bound] -= 1
         tbu.bound = UNBOUND
         tbu.reconfiguring = True
         self.reconfig_peas += tbu.n_peas
         tt = self.task_types[task]
-        done = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+        if tbu.prefetch_task == task:
+            done = max(now, tbu.prefetch_done) + self.arch.reconfig.fixed_cycles
+        else:
+            done = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+        tbu.prefetch_task = UNBOUND
         self.reconfigurations += 1
         for ob in self.observers:
             ob.reconfigured(tbu, task, now, done)
@@ -269,7 +382,8 @@ class Simulation:
         if tbu.busy or tbu.blocked or tbu.reconfiguring or tbu.bound == UNBOUND:
             return
         self._account(self.now)
-        self.stage_tbus[tbu.bound] -= 1
+        if tbu.bound != MIXED:
+            self.stage_tbus[tbu.bound] -= 1
         tbu.bound = UNBOUND
         self.unbound_peas += tbu.n_peas
 
@@ -451,6 +565,9 @@ class Simulation:
         tbu.reconfiguring = False
         tbu.bound = task
         self.stage_tbus[task] += 1
+        ctx = self.pea_ctx
+        for p in tbu.free:
+            ctx[p] = task
         self.reconfig_peas -= tbu.n_peas
         self.policy.on_bound(tbu)
         self.policy.on_freed(tbu)
@@ -476,6 +593,8 @@ class Simulation:
             self.now = t
             events += 1
             if kind == _COMPLETE:
+                if payload.end_at != t:
+                    continue  # superseded: the run was grown and ends earlier
                 self._complete(payload)
             elif kind == _READY:
                 policy_ready(payload)

@@ -16,7 +16,9 @@ from octosim.errors import UserError
 from octosim.model.loader import pydantic_error
 
 if TYPE_CHECKING:
+    from octosim.engine.flow import Frame
     from octosim.engine.sim import Instance, Simulation, TaskRun
+    from octosim.model.workflow import Node
     from octosim.hardware.chip import TBU
 
 
@@ -75,6 +77,11 @@ class Policy:
 
     def on_bound(self, tbu: TBU) -> None:
         """``tbu`` finished loading a context."""
+
+    def on_decision(self, node: Node, frame: Frame, outcome: int) -> None:
+        """A Control Block was decided (what a CBU sees before the work arrives): a foreach's
+        number of copies, a branch's case index (-1: none taken), a loop's iterations when it
+        ends. Only called if a policy overrides it."""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.params.model_dump()}
