@@ -26,7 +26,7 @@ from typing import Any
 from octosim.engine.events import EventKind
 from octosim.engine.flow import FlowRunner, Frame
 from octosim.engine.stats import LatencyRecorder
-from octosim.engine.tasks import TaskType, build_task_types
+from octosim.engine.tasks import TaskType, build_task_types, streamed_on_peas
 from octosim.errors import UserError
 from octosim.hardware.chip import MIXED, TBU, UNBOUND, Chip
 from octosim.model.arch import ArchSpec
@@ -156,6 +156,7 @@ class Simulation:
         self.buffer_slots = int(getattr(policy, "buffer_slots", 0) or 0)
         self.occupancy = [0] * n
         self.stage_tbus = [0] * n  # TBUs bound to each type: a stage has slots for each
+        self.held_work = [0] * n  # work of runs held at their producers by back-pressure
         self._waiters: list[deque[_Blocked]] = [deque() for _ in range(n)]
         # Accounting of PEA time, integrated at each change (no per-unit scans).
         self._acc_t = 0
@@ -184,6 +185,7 @@ class Simulation:
         self.latencies = LatencyRecorder()
         self.lower_bound_cp = 0
         self.total_work = 0  # PEA-cycles at best efficiency (one PEA per run)
+        self.total_streamed = 0  # bytes every run must stream at least (weights beyond a TBU)
         self.reconfigurations = 0
         self.control_messages = 0
         self.task_count = [0] * n
@@ -205,11 +207,15 @@ class Simulation:
         self.schedule(max(at, self.now), _TIMER, callback)
 
     def service_cycles(self, run: TaskRun, k: int) -> int:
-        """Cycles for ``run`` on ``k`` PEAs: speed-up 1 + (k-1)*split_efficiency, never
-        below the time to stream weights that do not fit in the TBU."""
+        """Compute cycles of ``run`` on ``k`` PEAs: speed-up 1 + (k-1)*split_efficiency."""
         work = run.work
         if k > 1:
             work = math.ceil(work / (1.0 + (k - 1) * self.split_eff))
+        return work
+
+    def min_cycles(self, run: TaskRun, k: int) -> int:
+        """Service at full memory bandwidth: never below streaming the weights it must."""
+        work = self.service_cycles(run, k)
         floor = run.tt.floor_cycles
         return work if work >= floor else floor
 
@@ -220,7 +226,7 @@ class Simulation:
             raise RuntimeError(f"policy bug: {run} started on {tbu} not bound to its type")
         if k < 1 or k > len(tbu.free):
             raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
-        return self._launch(run, tbu, k, self.now)
+        return self._launch(run, tbu, k, self.now, run.tt.streamed_bytes)
 
     def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
         """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
@@ -252,9 +258,9 @@ class Simulation:
             self.area_setup_reconfig += k * (ready - now)
             for ob in self.observers:
                 ob.reconfigured(tbu, tt.idx, now, ready)
-        return self._launch(run, tbu, k, ready)
+        return self._launch(run, tbu, k, ready, streamed_on_peas(tt, k, self.arch))
 
-    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int) -> int:
+    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int) -> int:
         tt = run.tt
         now = self.now
         self._account(now)
@@ -276,6 +282,11 @@ class Simulation:
                 t_in = setup_done
         run.svc_start = t_in
         end = t_in + self.service_cycles(run, k)
+        if stream:
+            # Weights stream over the shared memory channel while the PEAs compute.
+            t_mem = self.chip.memory.fetch(stream, t_in)
+            if t_mem > end:
+                end = t_mem
         run.end_at = end
         idx = tt.idx
         self.task_count[idx] += 1
@@ -418,7 +429,8 @@ class Simulation:
                                               f"tasks.{tt.name}.out_bytes"))
         self._run_seq += 1
         run = TaskRun(tt, inst, frame, node, work, out_bytes, inst.cluster, self._run_seq)
-        self.total_work += work if work >= tt.floor_cycles else tt.floor_cycles
+        self.total_work += work
+        self.total_streamed += tt.streamed_bytes
         self._new_runs.append(run)
 
     def _on_instance_done(self, inst: Instance, frame: Frame) -> None:
@@ -436,7 +448,7 @@ class Simulation:
 
     def min_service(self, run: TaskRun) -> int:
         """Service at the widest PEA grant the task allows (for the critical path)."""
-        return self.service_cycles(run, run.tt.kmax)
+        return self.min_cycles(run, run.tt.kmax)
 
     # --- deposit, back-pressure and readiness ------------------------------------------------
 
@@ -458,6 +470,7 @@ class Simulation:
                     q = blocked.pending[idx] = deque()
                     self._waiters[idx].append(blocked)
                 q.append(run)
+                self.held_work[idx] += run.work
                 continue
             occ[idx] += 1
             self._make_ready(run)
@@ -486,6 +499,7 @@ class Simulation:
             w = waiters[0]
             q = w.pending[idx]
             run = q.popleft()
+            self.held_work[idx] -= run.work
             occ[idx] += 1
             self._make_ready(run)
             if not q:
@@ -650,6 +664,8 @@ class Simulation:
 
     @property
     def lower_bound(self) -> int:
-        """max(total PEA-work / PEAs, latest arrival + critical path at maximum parallelism)."""
+        """The largest of: total PEA-work / PEAs; total weight streaming / memory bandwidth;
+        latest arrival + critical path at maximum parallelism."""
         work_bound = math.ceil(self.total_work / max(1, self.alive_peas))
-        return max(work_bound, self.lower_bound_cp)
+        mem_bound = math.ceil(self.total_streamed / self.arch.memory.bytes_per_cycle)
+        return max(work_bound, mem_bound, self.lower_bound_cp)

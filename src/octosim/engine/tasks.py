@@ -16,7 +16,7 @@ class TaskType:
     """Static facts of one TB type on one architecture."""
 
     __slots__ = ("idx", "name", "kind", "kmin", "kmax", "cycles", "model_cycles", "scale",
-                 "floor_cycles", "context_bytes", "out_bytes", "sets", "rank", "tdef",
+                 "floor_cycles", "streamed_bytes", "weight_bytes", "context_bytes", "out_bytes", "sets", "rank", "tdef",
                  "mean_work_hint")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
@@ -30,7 +30,9 @@ class TaskType:
         self.out_bytes: Value = tdef.out_bytes
         self.sets = tdef.sets
         self.model_cycles = 0
-        self.floor_cycles = 0
+        self.floor_cycles = 0  # streaming the weights a bound TBU cannot hold, at full bandwidth
+        self.streamed_bytes = 0  # weights streamed from memory by every run on a bound TBU
+        self.weight_bytes = 0
         tbu_peas = arch.tbu.peas
         where = f"tasks.{tdef.name}"
         if tdef.peas is not None:
@@ -50,11 +52,13 @@ class TaskType:
                 raise exc.within(file=file, where=f"{where}.model") from None
             self.model_cycles = spec.cycles_on(arch.pea.rows, arch.pea.cols, arch.pea.dataflow)
             weights = spec.weight_bytes()
+            self.weight_bytes = weights
             tbu_sram = arch.pea.sram_kib * 1024 * tbu_peas
             resident = 0 if spec.streams_weights else min(weights, tbu_sram)
-            streamed = weights - resident
-            # Weights that do not stay in the TBU's SRAM stream from memory on every run.
-            self.floor_cycles = math.ceil(streamed / arch.memory.bytes_per_cycle)
+            # Weights that do not stay in the TBU's SRAM stream from memory on every run,
+            # sharing the memory channel with everything else.
+            self.streamed_bytes = weights - resident
+            self.floor_cycles = math.ceil(self.streamed_bytes / arch.memory.bytes_per_cycle)
             weights = resident
         if tdef.context_bytes is not None:
             self.context_bytes = tdef.context_bytes
@@ -63,6 +67,13 @@ class TaskType:
         self.mean_work_hint = None
         if self.cycles is not None:
             self.mean_work_hint = self.cycles.mean_hint()
+
+
+def streamed_on_peas(tt: TaskType, k: int, arch: ArchSpec) -> int:
+    """Weights a run streams when only its own ``k`` PEAs hold its context (no bound TBU)."""
+    if not tt.weight_bytes:
+        return 0
+    return max(tt.streamed_bytes, tt.weight_bytes - k * arch.pea.sram_kib * 1024)
 
 
 def build_task_types(wf: Workflow, arch: ArchSpec) -> list[TaskType]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -34,6 +34,7 @@ class RunConfig:
     arch_file: str
     policy: dict[str, Any]  # {"name": ..., params...}
     seed: int
+    sets: list[str] = field(default_factory=list)  # dotted keys given by --set (for messages)
 
     def to_dict(self) -> dict[str, Any]:
         return {"workflow": self.workflow, "arch": self.arch, "policy": self.policy,
@@ -44,11 +45,27 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def build(self) -> tuple[Workflow, ArchSpec, Policy]:
-        wf = parse_workflow(self.workflow, self.workflow_file)
-        arch = parse_arch(self.arch, self.arch_file)
+        try:
+            wf = parse_workflow(self.workflow, self.workflow_file)
+        except UserError as exc:
+            raise self._blame_set(exc, "workflow") from None
+        try:
+            arch = parse_arch(self.arch, self.arch_file)
+        except UserError as exc:
+            raise self._blame_set(exc, "arch") from None
         params = {k: v for k, v in self.policy.items() if k != "name"}
         policy = get_policy(str(self.policy["name"])).from_dict(params)
         return wf, arch, policy
+
+    def _blame_set(self, exc: UserError, section: str) -> UserError:
+        """Say so when the bad value came from ``--set`` rather than from the file."""
+        where = f"{section}.{exc.where}" if exc.where else section
+        for key in reversed(self.sets):
+            if (where == key or where.startswith((key + ".", key + "["))
+                    or key.startswith(where + ".")):
+                return UserError(f"{exc.what} (set by --set {key})", file=exc.file,
+                                 where=exc.where)
+        return exc
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -110,6 +127,7 @@ def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
         "seed": seed,
     }
     get_policy(policy)
+    keys: list[str] = []
     for item in sets or []:
         k, v = parse_set(item)
         if k.startswith("workflow.") and not isinstance(cfg["workflow"], dict):
@@ -117,8 +135,9 @@ def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
         if k.startswith("arch.") and not isinstance(cfg["arch"], dict):
             raise UserError("not an arch mapping", file=str(arch_path))
         apply_set(cfg, k, v)
+        keys.append(k)
     return RunConfig(cfg["workflow"], str(wf_path), cfg["arch"], str(arch_path), cfg["policy"],
-                     check_seed(cfg["seed"]))
+                     check_seed(cfg["seed"]), sets=keys)
 
 
 def dump_yaml(data: Any) -> str:

@@ -85,14 +85,17 @@ class ArchSpec(_Strict):
         n_clusters = self.grid.rows * self.grid.cols
         n_tbus = n_clusters * self.cluster.tbus
         n_peas = n_tbus * self.tbu.peas
+        # UserError (not ValueError) so that pydantic lets it through with its exact place.
         if n_peas > 50_000_000:
-            raise ValueError(f"{n_peas} PEAs is more than this simulator supports (50M)")
+            raise UserError(f"{n_peas} PEAs (grid x cluster.tbus x tbu.peas) is more than "
+                            "this simulator supports (50M)", where="grid")
         for name, items, limit in (("dead_tbus", self.defects.dead_tbus, n_tbus),
                                    ("dead_peas", self.defects.dead_peas, n_peas),
                                    ("dead_routers", self.defects.dead_routers, n_clusters)):
-            for x in items:
+            for i, x in enumerate(items):
                 if not 0 <= x < limit:
-                    raise ValueError(f"defects.{name}: index {x} outside 0..{limit - 1}")
+                    raise UserError(f"index {x} outside 0..{limit - 1}",
+                                    where=f"defects.{name}[{i}]")
         return self
 
     @property
@@ -116,3 +119,5 @@ def parse_arch(data: Any, file: str) -> ArchSpec:
         return ArchSpec.model_validate(raw)
     except ValidationError as exc:
         raise pydantic_error(exc, file) from None
+    except UserError as exc:
+        raise exc.within(file=file) from None

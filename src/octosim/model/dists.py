@@ -15,20 +15,45 @@ from statistics import NormalDist
 from typing import Any
 
 from octosim.errors import UserError
-from octosim.model.expr import Env, Expression, compile_expression
+from octosim.model.expr import MAX_MAGNITUDE, Env, ExprError, Expression, compile_expression
 from octosim.model.rng import KeyedRandom, Stream
 
 _STD_NORMAL = NormalDist()
 
 
+def _finite(x: Any) -> bool:
+    """A real number (not bool) that is finite and at most MAX_MAGNITUDE in size."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    if isinstance(x, int):
+        return abs(x) <= MAX_MAGNITUDE
+    return math.isfinite(x) and abs(x) <= MAX_MAGNITUDE
+
+
+def _show(x: Any) -> str:
+    """repr(x) for messages, short even for a huge integer."""
+    if isinstance(x, int) and not isinstance(x, bool) and abs(x) > 10**30:
+        return f"an integer of about {x.bit_length() * 0.30103:.0f} digits"
+    return repr(x)
+
+
 class Value:
     """A compiled number, distribution or expression."""
 
-    __slots__ = ("names", "is_random", "text")
+    __slots__ = ("names", "is_random", "text", "limit")
 
     names: frozenset[str]
     is_random: bool
     text: str
+    limit: float | None  # largest magnitude a draw may have (set by the role, e.g. cycles)
+
+    def checked(self, x: float) -> float:
+        """``x`` if it is finite and within :attr:`limit`, else :class:`ExprError`."""
+        if not _finite(x):
+            raise ExprError(f"value {_show(x)} is not a finite number")
+        if self.limit is not None and x > self.limit:
+            raise ExprError(f"value {x:.6g} is larger than the maximum {self.limit:.6g}")
+        return x
 
     def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:  # pragma: no cover
         raise NotImplementedError
@@ -46,6 +71,7 @@ class Const(Value):
         self.names = frozenset()
         self.is_random = False
         self.text = repr(value)
+        self.limit = None
 
     def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
         return self.value
@@ -62,9 +88,10 @@ class Expr(Value):
         self.names = expr.names
         self.is_random = False
         self.text = expr.source
+        self.limit = None
 
     def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
-        return self.expr(env)
+        return self.checked(self.expr(env))
 
 
 class Dist(Value):
@@ -77,6 +104,7 @@ class Dist(Value):
         self.params = params
         self.is_random = True
         self.text = text
+        self.limit = None
         names: set[str] = set()
         for p in params.values():
             if isinstance(p, Expression):
@@ -94,7 +122,7 @@ class Dist(Value):
         if not self._static:
             params = {k: (v(env) if isinstance(v, Expression) else v) for k, v in params.items()}
             _check_params(self.kind, params)
-        return self._sampler(rnd.stream(key), params)
+        return self.checked(self._sampler(rnd.stream(key), params))
 
     def mean_hint(self) -> float | None:
         return self._mean
@@ -221,7 +249,7 @@ def _check_params(kind: str, p: Mapping[str, Any]) -> None:
     for name, v in p.items():
         if name.startswith("_") or name in ("values", "samples", "weights"):
             continue
-        need(isinstance(v, int | float) and math.isfinite(v), f"{name} must be a finite number")
+        need(_finite(v), f"{name} must be a finite number (at most {MAX_MAGNITUDE:g} in size)")
     if kind == "uniform":
         need(p["low"] <= p["high"], "low must not exceed high")
     elif kind in ("exponential", "poisson"):
@@ -243,8 +271,8 @@ def _number_list(v: Any, what: str) -> list[float]:
         raise UserError(f"{what} has more than {MAX_LIST} entries")
     out = []
     for i, x in enumerate(v):
-        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-            raise UserError(f"{what}[{i}] must be a finite number, got {x!r}")
+        if not _finite(x):
+            raise UserError(f"{what}[{i}] must be a finite number, got {_show(x)}")
         out.append(x)
     return out
 
@@ -254,8 +282,8 @@ def compile_value(raw: Any) -> Value:
     if isinstance(raw, bool):
         raise UserError(f"expected a number, distribution or expression, got {raw!r}")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw):
-            raise UserError(f"expected a finite number, got {raw!r}")
+        if not _finite(raw):
+            raise UserError(f"expected a finite number, got {_show(raw)}")
         return Const(raw)
     if isinstance(raw, str):
         expr = compile_expression(raw)
@@ -293,7 +321,13 @@ def _compile_dist(raw: Mapping[str, Any]) -> Dist:
             params[name] = _number_list(v, name)
         elif isinstance(v, str):
             e = compile_expression(v)
-            params[name] = e if e.names else e({})
+            if e.names:
+                params[name] = e
+            else:
+                try:
+                    params[name] = e({})
+                except ExprError as exc:
+                    raise UserError(f"{kind}: {name} {v!r} cannot be evaluated: {exc}") from None
         elif isinstance(v, bool) or not isinstance(v, int | float):
             raise UserError(f"{kind}: {name} must be a number or expression, got {v!r}")
         else:

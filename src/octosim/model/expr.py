@@ -82,6 +82,8 @@ class Expression:
             return 1.0 if value else 0.0
         if isinstance(value, float) and not math.isfinite(value):
             raise ExprError("result is not a finite number")
+        if abs(value) > MAX_MAGNITUDE:  # a huge integer (products of integer constants)
+            raise ExprError("result is too large")
         return value
 
     def __repr__(self) -> str:
@@ -124,7 +126,8 @@ def _compile(node: ast.AST, names: set[str], depth: int) -> Compiled:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"only numbers are allowed as constants, not {value!r}")
         if isinstance(value, int) and abs(value) > 10**18:
-            raise UserError(f"constant {value} is too large")
+            digits = len(str(value)) if value.bit_length() < 10_000 else "thousands of"
+            raise UserError(f"integer constant of {digits} digits is too large (at most 10**18)")
         return lambda env: value
     if isinstance(node, ast.Name):
         name = node.id

@@ -37,6 +37,19 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        # PyYAML lets plain ValueErrors escape from scalars it cannot build (a timestamp like
+        # 2024-13-45, an integer of more than 4300 digits): report them at the node.
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as exc:
+            msg = str(exc)
+            if "integer string conversion" in msg:
+                msg = "integer has too many digits"
+            mark = node.start_mark
+            raise UserError(f"YAML error: cannot read this value: {msg}",
+                            where=f"line {mark.line + 1}, column {mark.column + 1}") from None
+
 
 def _expanded_size(data: Any) -> int:
     """Node count as if every alias were expanded, without expanding (memoised by id)."""
@@ -127,8 +140,10 @@ def require_mapping(data: Any, file: str, what: str) -> dict[str, Any]:
 def format_loc(loc: tuple[Any, ...]) -> str:
     """Turn a pydantic/our location tuple into ``tasks.detect.peas[1]``."""
     out = ""
-    for part in loc:
-        if isinstance(part, int):
+    for i, part in enumerate(loc):
+        if part == "[key]":  # pydantic's marker after a mapping key it rejected
+            continue
+        if isinstance(part, int) and not (i + 1 < len(loc) and loc[i + 1] == "[key]"):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
@@ -138,9 +153,17 @@ def format_loc(loc: tuple[Any, ...]) -> str:
 def pydantic_error(exc: Any, file: str, prefix: str = "") -> UserError:
     """The first error of a pydantic ValidationError as a one-line UserError."""
     err = exc.errors()[0]
-    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
+    # Drop the parts pydantic adds for validators and union members ("function-after[...]",
+    # "literal['min','max']"); keep "[key]", which marks a rejected mapping key.
+    loc = tuple(p for p in err.get("loc", ())
+                if not (isinstance(p, str) and p != "[key]"
+                        and (p.startswith("function-") or "[" in p or "(" in p)))
     where = format_loc(((prefix,) if prefix else ()) + loc) or None
     msg = err.get("msg", "invalid value")
+    if err.get("type") == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if loc and loc[-1] == "[key]":
+        msg = f"this name (a mapping key): {msg}"
     if err.get("type") == "extra_forbidden":
         msg = "unknown field"
     elif err.get("type") == "missing":

@@ -28,6 +28,12 @@ _RESERVED = {"min", "max", "abs", "ceil", "floor", "round", "sqrt", "log", "log2
 MAX_TASKS = 1000
 MAX_BLOCKS = 10_000
 MAX_FLOW_DEPTH = 32
+# Largest value each role may take, so that sums of cycles stay far inside 64-bit integers
+# (latencies are recorded as int64) and a typo like 1e300 is an error, not a crash.
+MAX_CYCLES = 1e15  # about 12 days at 1 GHz, for one task run
+MAX_SCALE = 1e6  # multiplies a model's cycles (tokens, tiles...)
+MAX_BYTES = 1e15
+MAX_COUNT = 1e9  # foreach and loop counts (the engine has its own, smaller, limits)
 
 
 class _Strict(BaseModel):
@@ -175,11 +181,17 @@ class Workflow:
         return sorted(self.tasks.values(), key=lambda t: t.index)
 
 
-def _value(raw: Any, file: str, where: str) -> Value:
+def _value(raw: Any, file: str, where: str, limit: float | None = None) -> Value:
     try:
-        return compile_value(raw)
+        v = compile_value(raw)
     except UserError as exc:
         raise exc.within(file=file, where=where) from None
+    if limit is not None:
+        if isinstance(v, Const) and v.value > limit:
+            raise UserError(f"{v.value:g} is larger than the maximum {limit:g}", file=file,
+                            where=where)
+        v.limit = limit
+    return v
 
 
 def _check_name(name: Any, file: str, where: str, pattern: re.Pattern[str], what: str) -> str:
@@ -213,8 +225,8 @@ class _FlowCompiler:
             raise self.err(where, f"more than {MAX_BLOCKS} blocks in the flow")
         return b
 
-    def _val(self, raw: Any, where: str) -> Value:
-        v = _value(raw, self.file, where)
+    def _val(self, raw: Any, where: str, limit: float | None = None) -> Value:
+        v = _value(raw, self.file, where, limit)
         self.names.append((where, v.names))
         return v
 
@@ -247,7 +259,7 @@ class _FlowCompiler:
             if extra or "do" not in keys:
                 raise self.err(where, "foreach takes exactly 'foreach' and 'do'")
             block = self._block(where)
-            count = self._val(raw["foreach"], f"{where}.foreach")
+            count = self._val(raw["foreach"], f"{where}.foreach", MAX_COUNT)
             body = self.seq(raw["do"], f"{where}.do", depth + 1)
             return ForeachNode(block, where, count, body)
         if "loop" in keys:
@@ -267,7 +279,8 @@ class _FlowCompiler:
                 raise self.err(f"{lw}.max_iterations", "must be an integer from 1 to 10000000")
             block = self._block(where)
             cond = self._expr(spec["while"], f"{lw}.while") if "while" in spec else None
-            count = self._val(spec["count"], f"{lw}.count") if "count" in spec else None
+            count = (self._val(spec["count"], f"{lw}.count", MAX_COUNT) if "count" in spec
+                     else None)
             body = self.seq(spec["do"], f"{lw}.do", depth + 1)
             return LoopNode(block, where, cond, count, body, mi)
         if "branch" in keys:
@@ -373,9 +386,10 @@ def parse_workflow(data: Any, file: str) -> Workflow:
             sets[var] = _value(spec, file, f"{w}.sets.{var}")
             uses.append((f"{w}.sets.{var}", sets[var].names))
             defined.add(var)
-        cycles = _value(t.cycles, file, f"{w}.cycles") if t.cycles is not None else None
-        scale = _value(t.scale, file, f"{w}.scale") if t.scale is not None else None
-        out_bytes = _value(t.out_bytes, file, f"{w}.out_bytes")
+        cycles = (_value(t.cycles, file, f"{w}.cycles", MAX_CYCLES) if t.cycles is not None
+                  else None)
+        scale = _value(t.scale, file, f"{w}.scale", MAX_SCALE) if t.scale is not None else None
+        out_bytes = _value(t.out_bytes, file, f"{w}.out_bytes", MAX_BYTES)
         for what, v in (("cycles", cycles), ("scale", scale), ("out_bytes", out_bytes)):
             if v is not None:
                 uses.append((f"{w}.{what}", v.names))

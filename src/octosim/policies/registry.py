@@ -22,7 +22,7 @@ def register(cls: type[Policy]) -> type[Policy]:
 
 
 def _load_builtins() -> None:
-    from octosim.policies import static  # noqa: F401
+    from octosim.policies import indiscriminate, octopus, reactive, static  # noqa: F401
 
 
 def _load_entry_points() -> None:

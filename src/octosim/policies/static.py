@@ -95,6 +95,7 @@ class StaticPolicy(Policy):
         n = len(types)
         self.k = [self.pea_grant(tt) for tt in types]
         self.queues: list[list[deque[TaskRun]]] = []
+        self.queued_work: list[list[int]] = [[0] * n for _ in range(sim.chip.n_clusters)]
         self.avail: list[list[list[TBU]]] = []
         self.partition: list[list[int]] = []
         for _ in range(sim.chip.n_clusters):
@@ -130,8 +131,9 @@ class StaticPolicy(Policy):
         assert sim is not None
         idx = run.tt.idx
         k = self.k[idx]
-        lst = self.avail[run.inst.cluster][idx]
-        while lst and len(lst[-1].free) < k:
+        c = run.inst.cluster
+        lst = self.avail[c][idx]
+        while lst and not self._usable(lst[-1], idx, k):
             lst.pop().mark = False
         if lst:
             tbu = lst[-1]
@@ -140,11 +142,19 @@ class StaticPolicy(Policy):
                 lst.pop()
                 tbu.mark = False
         else:
-            self.queues[run.inst.cluster][idx].append(run)
+            self.queues[c][idx].append(run)
+            self.queued_work[c][idx] += run.work
+
+    @staticmethod
+    def _usable(tbu: TBU, idx: int, k: int) -> bool:
+        return tbu.bound == idx and tbu.tag is None and len(tbu.free) >= k
 
     def on_freed(self, tbu: TBU) -> None:
         idx = tbu.bound
-        if idx == UNBOUND or tbu.reconfiguring:
+        if idx < 0 or tbu.reconfiguring:
+            return
+        if tbu.tag is not None:  # draining for a rebind
+            self.drained(tbu)
             return
         sim = self.sim
         assert sim is not None
@@ -152,7 +162,12 @@ class StaticPolicy(Policy):
         q = self.queues[tbu.cluster][idx]
         free = tbu.free
         while q and len(free) >= k:
-            sim.start(q.popleft(), tbu, k)
+            run = q.popleft()
+            self.queued_work[tbu.cluster][idx] -= run.work
+            sim.start(run, tbu, k)
         if len(free) >= k and not tbu.mark:
             tbu.mark = True
             self.avail[tbu.cluster][idx].append(tbu)
+
+    def drained(self, tbu: TBU) -> None:
+        """A TBU marked for rebinding freed PEAs (used by policies that rebalance)."""

@@ -1,0 +1,119 @@
+"""``indiscriminate``: any idle PEA anywhere takes any ready task.
+
+The traditional answer to dynamic load: one shared FIFO queue per cluster and no notion of
+TBU binding. Whenever PEAs free up, the oldest ready run takes them, whatever context they
+hold; if they last ran another TB type, the run first pays a reconfiguration (fixed cycles plus
+its context over the shared memory channel), and its input travels over the NoC when it runs
+on another cluster (*Indiscriminate Resource Allocation*). It never idles a PEA while work
+waits, but pays for contexts again and again. ``affinity: true`` is a kinder variant that
+prefers PEAs already holding the run's context when there are any (not the default: it is a
+step towards discrimination).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from octosim.hardware.chip import TBU
+from octosim.policies.base import Policy, PolicyParams
+from octosim.policies.registry import register
+
+if TYPE_CHECKING:
+    from octosim.engine.sim import Simulation, TaskRun
+
+
+class IndiscriminateParams(PolicyParams):
+    host_cycles: int = Field(2000, ge=0, le=10**9,
+                             description="coupled-control round trip per Control Block")
+    peas: int = Field(0, ge=0, le=4096,
+                      description="PEAs per run; 0 = the task's minimum")
+    affinity: bool = Field(False, description="prefer PEAs that already hold the context")
+    spread: bool = Field(False, description="take PEAs on any cluster (else the home cluster)")
+
+
+@register
+class IndiscriminatePolicy(Policy):
+    name = "indiscriminate"
+    summary = "any idle PEA takes any ready task, reconfiguring and transferring each time"
+    Params = IndiscriminateParams
+    params: IndiscriminateParams
+
+    def setup(self, sim: Simulation) -> None:
+        super().setup(sim)
+        nc = sim.chip.n_clusters
+        self.queues: list[deque[TaskRun]] = [deque() for _ in range(nc)]
+        # TBUs with free PEAs, per cluster, in a fixed round-robin order.
+        self.free_tbus: list[list[TBU]] = [[] for _ in range(nc)]
+        self.k = [max(tt.kmin, min(tt.kmax, self.params.peas or tt.kmin))
+                  for tt in sim.task_types]
+        for tbu in sim.chip.tbus:
+            if tbu.alive:
+                tbu.mark = True
+                self.free_tbus[tbu.cluster].append(tbu)
+
+    def control_cycles(self, cbs: int, run: TaskRun) -> int:
+        return cbs * self.params.host_cycles
+
+    def _clusters(self, home: int) -> list[int]:
+        sim = self.sim
+        assert sim is not None
+        if not self.params.spread:
+            return [home]
+        alive = sim.chip.alive_clusters
+        return [home] + [c for c in alive if c != home]
+
+    def _pick(self, run: TaskRun, c: int) -> TBU | None:
+        k = self.k[run.tt.idx]
+        lst = self.free_tbus[c]
+        best = None
+        for i in range(len(lst) - 1, -1, -1):
+            tbu = lst[i]
+            if len(tbu.free) == 0:
+                lst.pop(i)
+                tbu.mark = False
+                continue
+            if len(tbu.free) < k:
+                continue
+            if not self.params.affinity:
+                return tbu
+            assert self.sim is not None
+            ctx = self.sim.pea_ctx
+            if all(ctx[p] == run.tt.idx for p in tbu.free[-k:]):
+                return tbu
+            if best is None:
+                best = tbu
+        return best
+
+    def on_ready(self, run: TaskRun) -> None:
+        sim = self.sim
+        assert sim is not None
+        home = run.inst.cluster
+        if self.queues[home]:
+            self.queues[home].append(run)
+            return
+        for c in self._clusters(home):
+            tbu = self._pick(run, c)
+            if tbu is not None:
+                sim.start_any(run, tbu, self.k[run.tt.idx])
+                return
+        self.queues[home].append(run)
+
+    def on_freed(self, tbu: TBU) -> None:
+        sim = self.sim
+        assert sim is not None
+        if not tbu.mark and tbu.free:
+            tbu.mark = True
+            self.free_tbus[tbu.cluster].append(tbu)
+        clusters = [tbu.cluster]
+        if self.params.spread:
+            clusters += [c for c in sim.chip.alive_clusters if c != tbu.cluster]
+        for c in clusters:
+            q = self.queues[c]
+            while q and len(tbu.free) >= self.k[q[0].tt.idx]:
+                run = q.popleft()
+                sim.start_any(run, tbu, self.k[run.tt.idx])
+            if not tbu.free:
+                return

@@ -1,0 +1,149 @@
+"""``reactive``: the static baseline plus threshold-triggered rebalancing.
+
+Every ``check_cycles`` the cluster scheduler compares the work waiting per TBU of each TB type
+(queued, or held at producers by back-pressure). When the imbalance ``1 - mean / max`` stays
+above ``threshold`` for ``window_cycles``, one
+TBU of the least loaded type (that has more than one) stops taking work, drains, and is rebound
+to the most loaded type, paying the reconfiguration (*Reactive Load Rebalancing*): it acts only
+after the imbalance has shown itself, and only on drained TBUs. Its threshold and window are
+swept on the suite and the best setting is the default (docs/results.md).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from octosim.hardware.chip import TBU
+from octosim.policies.registry import register
+from octosim.policies.static import StaticParams, StaticPolicy
+
+if TYPE_CHECKING:
+    from octosim.engine.sim import Simulation
+
+
+class ReactiveParams(StaticParams):
+    threshold: float = Field(0.5, gt=0.0, le=1.0,
+                             description="imbalance 1 - mean/max of waiting work per TBU that triggers a rebind")
+    window_cycles: int = Field(50_000, ge=0, le=10**12,
+                               description="how long the imbalance must last")
+    check_cycles: int = Field(10_000, ge=1, le=10**12,
+                              description="how often the cluster scheduler looks")
+    max_moves: int = Field(1, ge=1, le=1024, description="TBUs rebound per trigger")
+
+
+@register
+class ReactivePolicy(StaticPolicy):
+    name = "reactive"
+    summary = "static + rebinding drained TBUs when queue imbalance persists (threshold, window)"
+    Params = ReactiveParams
+    params: ReactiveParams
+
+    def setup(self, sim: Simulation) -> None:
+        super().setup(sim)
+        n_clusters = sim.chip.n_clusters
+        self.imbalanced_since: list[int | None] = [None] * n_clusters
+        self.moves = 0
+        sim.call_at(self.params.check_cycles, self._check)
+
+    def _check(self) -> None:
+        sim = self.sim
+        assert sim is not None
+        for c in sim.chip.alive_clusters:
+            self._check_cluster(c)
+        if sim.instances_done < sim.wf.count:
+            sim.call_at(sim.now + self.params.check_cycles, self._check)
+
+    def _bound_counts(self, c: int) -> list[int]:
+        sim = self.sim
+        assert sim is not None
+        counts = [0] * len(sim.task_types)
+        for tbu in sim.chip.cluster_tbus[c]:
+            if not tbu.alive:
+                continue
+            target = tbu.tag if tbu.tag is not None else tbu.bound
+            if isinstance(target, int) and target >= 0:
+                counts[target] += 1
+        return counts
+
+    def _staying_counts(self, c: int) -> list[int]:
+        sim = self.sim
+        assert sim is not None
+        counts = [0] * len(sim.task_types)
+        for tbu in sim.chip.cluster_tbus[c]:
+            if tbu.alive and tbu.bound >= 0 and tbu.tag is None:
+                counts[tbu.bound] += 1
+        return counts
+
+    def _check_cluster(self, c: int) -> None:
+        sim = self.sim
+        assert sim is not None
+        counts = self._bound_counts(c)
+        # Work waiting for each type: in its queue, and held at producers by back-pressure
+        # (held work is counted on the chip as a whole: it is tracked per stage).
+        held = sim.held_work if sim.chip.n_clusters == 1 else [0] * len(counts)
+        waiting = [self.queued_work[c][i] + held[i] for i in range(len(counts))]
+        load = [waiting[i] / max(1, counts[i]) for i in range(len(counts))]
+        hi = max(load)
+        if hi <= 0 or 1.0 - (sum(load) / len(load)) / hi <= self.params.threshold:
+            self.imbalanced_since[c] = None
+            return
+        since = self.imbalanced_since[c]
+        if since is None:
+            self.imbalanced_since[c] = sim.now
+            if self.params.window_cycles > 0:
+                return
+            since = sim.now
+        if sim.now - since < self.params.window_cycles:
+            return
+        self.imbalanced_since[c] = None
+        for _ in range(self.params.max_moves):
+            receiver = max(range(len(load)), key=lambda i: (load[i], -i))
+            # A donor keeps at least one TBU that is bound to it and not leaving, so every
+            # stage can always drain (with back-pressure, a stage without TBUs would block
+            # its producers forever).
+            staying = self._staying_counts(c)
+            donors = [i for i in range(len(load)) if staying[i] > 1 and i != receiver]
+            if not donors:
+                return
+            donor = min(donors, key=lambda i: (load[i], i))
+            # Move only if the donor, one TBU poorer, is still less loaded than the receiver
+            # is now: otherwise the move would just turn the imbalance around (ping-pong).
+            if waiting[donor] / max(1, counts[donor] - 1) >= load[receiver]:
+                return
+            tbu = self._pick_donor_tbu(c, donor)
+            if tbu is None:
+                return
+            tbu.tag = receiver
+            counts[donor] -= 1
+            counts[receiver] += 1
+            self.moves += 1
+            load[donor] = waiting[donor] / max(1, counts[donor])
+            load[receiver] = waiting[receiver] / max(1, counts[receiver])
+            if tbu.busy == 0 and tbu.blocked == 0:
+                self.drained(tbu)
+
+    def _pick_donor_tbu(self, c: int, donor: int) -> TBU | None:
+        sim = self.sim
+        assert sim is not None
+        candidates = [t for t in sim.chip.cluster_tbus[c]
+                      if t.alive and t.bound == donor and t.tag is None and not t.reconfiguring]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda t: (t.busy + t.blocked, t.id))
+
+    def drained(self, tbu: TBU) -> None:
+        if tbu.busy or tbu.blocked:
+            return
+        sim = self.sim
+        assert sim is not None
+        target = tbu.tag
+        tbu.tag = None
+        if tbu.mark:
+            tbu.mark = False
+            lst = self.avail[tbu.cluster][tbu.bound]
+            if tbu in lst:
+                lst.remove(tbu)
+        assert isinstance(target, int)
+        sim.bind(tbu, target)
