@@ -73,6 +73,74 @@ def _print_run(s: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from octosim.experiments.batch import RunSpec, run_many
+    from octosim.experiments.config import resolve_config
+
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not policies:
+        raise UserError("--policies: give at least one policy name")
+    for wf in args.workflows:  # check every name and --set before any run starts
+        for pol in policies:
+            resolve_config(wf, args.arch, pol, args.seed, args.set).build()
+    specs = [RunSpec(wf, args.arch, pol, args.seed, tuple(args.set))
+             for wf in args.workflows for pol in policies]
+    results = run_many(specs, args.workers)
+    rows = []
+    first: dict[str, int] = {}
+    for res in results:
+        if res.error or res.summary is None:
+            raise UserError(f"{res.spec.workflow} under {res.spec.policy}: {res.error}")
+        s = res.summary
+        base = first.setdefault(res.spec.workflow, s["makespan_cycles"])
+        rows.append({"workflow": s["workflow"], "policy": s["policy"],
+                     "makespan_cycles": s["makespan_cycles"],
+                     "speedup_vs_first": round(base / s["makespan_cycles"], 4),
+                     "lower_bound_cycles": s["lower_bound_cycles"],
+                     "pea_utilization": s["pea_utilization"],
+                     "latency_cycles": s["latency_cycles"], "idle": s["idle"],
+                     "reconfigurations": s["reconfigurations"]})
+    if args.json:
+        _print_json({"results": rows})
+        return 0
+    print(f"{'workflow':<22} {'policy':<16} {'makespan':>16} {'speed-up':>9} {'/bound':>7} "
+          f"{'util':>6} {'p99 latency':>14}")
+    for r in rows:
+        print(f"{r['workflow']:<22} {r['policy']:<16} {r['makespan_cycles']:>16,} "
+              f"{r['speedup_vs_first']:>8.2f}x "
+              f"{r['makespan_cycles'] / max(1, r['lower_bound_cycles']):>7.3f} "
+              f"{r['pea_utilization']:>6.1%} {r['latency_cycles']['p99']:>14,.0f}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from octosim.experiments.reproduce import reproduce
+
+    def progress(msg: str) -> None:
+        if not args.json:
+            sys.stderr.write(msg + "\n")
+
+    report = reproduce(quick=args.quick, out=args.out, workers=args.workers,
+                       workflows=args.workflow or None, progress=progress)
+    if args.json:
+        _print_json(report)
+        return 0
+    sp = report["speedup"]
+    print(f"Octopus on {report['arch']} over {len(report['workflows'])} workflows, seeds "
+          f"{report['seeds']}:")
+    for b, st in sp.items():
+        print(f"  speed-up over {b:<15} mean {st['mean']:.2f}x  geomean {st['geomean']:.2f}x  "
+              f"min {st['min']:.2f}x  max {st['max']:.2f}x")
+    br = report["bound_ratio"]
+    print(f"  makespan / lower bound     mean {br['mean']:.3f}  max {br['max']:.3f}")
+    print(f"  (paper: {report['paper']['mean']:.2f}x mean, {report['paper']['max']:.2f}x max)")
+    if report["failures"]:
+        print(f"  {len(report['failures'])} runs failed; see results.json")
+    if args.out:
+        print(f"  written to {args.out}/results.md, results.json and figures")
+    return 1 if report["failures"] else 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from octosim.model.arch import parse_arch
     from octosim.model.loader import load_yaml_file
@@ -179,6 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trace")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="several policies on the same workflows, arch and seed")
+    c.add_argument("workflows", nargs="+")
+    c.add_argument("--arch", default="octopus-chip")
+    c.add_argument("--policies", default="static,reactive,indiscriminate,octopus")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--workers", type=int, default=None)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("reproduce", help="the paper's evaluation on the built-in suite")
+    rp.add_argument("--quick", action="store_true", help="fewer instances, one seed, no sweep")
+    rp.add_argument("--out")
+    rp.add_argument("--workers", type=int, default=None)
+    rp.add_argument("--workflow", action="append", default=[],
+                    help="restrict to these workflows (repeatable)")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_reproduce)
 
     v = sub.add_parser("validate", help="check workflow and arch files")
     v.add_argument("files", nargs="+")

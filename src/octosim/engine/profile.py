@@ -39,14 +39,16 @@ def profile_workflow(wf: Workflow, task_types: list[TaskType], seed: int,
     def on_task(frame: Frame, node: TaskNode) -> None:
         tt = task_types[node.task.index]
         key = f"{frame.inst.id}{frame.path}/{node.block}/"
+        scale = 1.0
         if tt.cycles is not None:
             w = round_count(runner.draw(tt.cycles, frame, key + "c", tt.name))
         else:
             w = tt.model_cycles
             if tt.scale is not None:
-                w = round_count(w * runner.draw(tt.scale, frame, key + "s", tt.name))
+                scale = max(0.0, runner.draw(tt.scale, frame, key + "s", tt.name))
+                w = round_count(w * scale)
         counts[tt.idx] += 1
-        work[tt.idx] += max(w, tt.floor_cycles)
+        work[tt.idx] += max(w, tt.floor_cycles * scale)
         pending.append((frame, node))
 
     runner = FlowRunner(wf, rnd, on_task, lambda inst, frame: None)

@@ -64,7 +64,7 @@ class TaskRun:
 
     __slots__ = ("tt", "inst", "frame", "node", "work", "out_bytes", "ready_at", "start_at",
                  "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec", "svc_start",
-                 "work_left", "rate_since", "grants")
+                 "work_left", "rate_since", "grants", "stream_scale")
 
     def __init__(self, tt: TaskType, inst: Instance, frame: Frame, node: TaskNode, work: int,
                  out_bytes: int, src_cluster: int, seq: int) -> None:
@@ -87,6 +87,7 @@ class TaskRun:
         self.work_left = -1.0  # set once the run is grown
         self.rate_since = -1
         self.grants: list[tuple[int, list[int]]] | None = None  # PEAs added by grow()
+        self.stream_scale = 1.0  # a model run's ``scale``: weights stream once per repetition
 
     def __repr__(self) -> str:
         return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
@@ -217,6 +218,8 @@ class Simulation:
         """Service at full memory bandwidth: never below streaming the weights it must."""
         work = self.service_cycles(run, k)
         floor = run.tt.floor_cycles
+        if floor and run.stream_scale != 1.0:
+            floor = math.ceil(floor * run.stream_scale)
         return work if work >= floor else floor
 
     def start(self, run: TaskRun, tbu: TBU, k: int) -> int:
@@ -226,7 +229,10 @@ class Simulation:
             raise RuntimeError(f"policy bug: {run} started on {tbu} not bound to its type")
         if k < 1 or k > len(tbu.free):
             raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
-        return self._launch(run, tbu, k, self.now, run.tt.streamed_bytes)
+        stream = run.tt.streamed_bytes
+        if stream and run.stream_scale != 1.0:
+            stream = round(stream * run.stream_scale)
+        return self._launch(run, tbu, k, self.now, stream)
 
     def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
         """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
@@ -258,7 +264,8 @@ class Simulation:
             self.area_setup_reconfig += k * (ready - now)
             for ob in self.observers:
                 ob.reconfigured(tbu, tt.idx, now, ready)
-        return self._launch(run, tbu, k, ready, streamed_on_peas(tt, k, self.arch))
+        stream = round(streamed_on_peas(tt, k, self.arch) * run.stream_scale)
+        return self._launch(run, tbu, k, ready, stream)
 
     def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int) -> int:
         tt = run.tt
@@ -337,10 +344,11 @@ class Simulation:
         run.rate_since = max(now, svc_start)
         new_rate = 1.0 + (run.k - 1) * eff
         new_end = min(run.end_at, run.rate_since + math.ceil(left / new_rate))
-        self.task_service[run.tt.idx] += new_end - run.end_at
-        run.end_at = new_end
-        self._seq += 1
-        heapq.heappush(self._heap, (new_end, _COMPLETE, self._seq, _COMPLETE, run))
+        if new_end != run.end_at:
+            self.task_service[run.tt.idx] += new_end - run.end_at
+            run.end_at = new_end
+            self._seq += 1
+            heapq.heappush(self._heap, (new_end, _COMPLETE, self._seq, _COMPLETE, run))
         for ob in self.observers:
             ob.task_grown(run, peas, now)
         return new_end
@@ -416,13 +424,14 @@ class Simulation:
         inst = frame.inst
         key = f"{inst.id}{frame.path}/{node.block}/"
         flow = self.flow
+        scale = 1.0
         if tt.cycles is not None:
             work = round_count(flow.draw(tt.cycles, frame, key + "c", f"tasks.{tt.name}.cycles"))
         else:
             work = tt.model_cycles
             if tt.scale is not None:
-                work = round_count(work * flow.draw(tt.scale, frame, key + "s",
-                                                    f"tasks.{tt.name}.scale"))
+                scale = max(0.0, flow.draw(tt.scale, frame, key + "s", f"tasks.{tt.name}.scale"))
+                work = round_count(work * scale)
         out_bytes = 0
         if tt.out_bytes.names or tt.out_bytes.is_random or tt.out_bytes.mean_hint():
             out_bytes = round_count(flow.draw(tt.out_bytes, frame, key + "o",
@@ -430,7 +439,9 @@ class Simulation:
         self._run_seq += 1
         run = TaskRun(tt, inst, frame, node, work, out_bytes, inst.cluster, self._run_seq)
         self.total_work += work
-        self.total_streamed += tt.streamed_bytes
+        if tt.streamed_bytes:
+            run.stream_scale = scale
+            self.total_streamed += round(tt.streamed_bytes * run.stream_scale)
         self._new_runs.append(run)
 
     def _on_instance_done(self, inst: Instance, frame: Frame) -> None:
@@ -529,6 +540,7 @@ class Simulation:
         inst = run.inst
         inst.tasks_done += 1
         tbu.running -= 1
+        run.end_at = -1  # finished: any later event for it is stale
         for ob in self.observers:
             ob.task_done(run, now)
         new = self._new_runs
@@ -602,6 +614,7 @@ class Simulation:
         check_at = 65536
         progress_seen = -1
         idle_since = 0
+        idle_now = 0
         while heap:
             t, _, _, kind, payload = pop(heap)
             self.now = t
@@ -629,7 +642,11 @@ class Simulation:
                 if self._progress != progress_seen:
                     progress_seen = self._progress
                     idle_since = events
-                elif events - idle_since >= self.watchdog_events:
+                    idle_now = t
+                elif events - idle_since >= self.watchdog_events and (
+                    t == idle_now or not any(e[3] != _TIMER for e in heap)
+                ):
+                    # Only timers left, or time stands still: nothing will ever progress.
                     self.events = events
                     self._stuck(f"{events - idle_since} events without progress")
         self.events = events

@@ -42,8 +42,8 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
 }
 _FUNCS: dict[str, tuple[Callable[..., float], int, int]] = {
     # name: (function, min args, max args)
-    "min": (min, 1, 16),
-    "max": (max, 1, 16),
+    "min": (lambda *a: min(a), 1, 16),  # min(a) alone would iterate over a number
+    "max": (lambda *a: max(a), 1, 16),
     "abs": (abs, 1, 1),
     "ceil": (math.ceil, 1, 1),
     "floor": (math.floor, 1, 1),
@@ -76,7 +76,7 @@ class Expression:
             raise ExprError(f"variable {exc.args[0]!r} is not set here") from None
         except ZeroDivisionError:
             raise ExprError("division by zero") from None
-        except (OverflowError, ValueError) as exc:
+        except (OverflowError, ValueError, TypeError) as exc:
             raise ExprError(f"math error ({exc})") from None
         if isinstance(value, bool):
             return 1.0 if value else 0.0
@@ -123,7 +123,9 @@ def _compile(node: ast.AST, names: set[str], depth: int) -> Compiled:
     d = depth + 1
     if isinstance(node, ast.Constant):
         value = node.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool):  # Python parses True/False as constants
+            return lambda env: value
+        if not isinstance(value, int | float):
             raise UserError(f"only numbers are allowed as constants, not {value!r}")
         if isinstance(value, int) and abs(value) > 10**18:
             digits = len(str(value)) if value.bit_length() < 10_000 else "thousands of"
@@ -185,6 +187,8 @@ def _compile(node: ast.AST, names: set[str], depth: int) -> Compiled:
         orelse = _compile(node.orelse, names, d)
         return lambda env: body(env) if test(env) else orelse(env)
     if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name):
+            _compile(node.func, set(), d)  # names what is wrong: Attribute, Lambda...
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS:
             allowed = ", ".join(sorted(_FUNCS))
             raise UserError(f"only these functions may be called: {allowed}")

@@ -286,7 +286,7 @@ class _FlowCompiler:
         if "branch" in keys:
             if keys != {"branch"}:
                 raise self.err(where, "branch takes only a list of cases")
-            return self.branch(raw["branch"], f"{where}.branch", depth)
+            return self.branch(raw["branch"], where, depth)
         if "parallel" in keys:
             if keys != {"parallel"}:
                 raise self.err(where, "parallel takes only a list of arms")
@@ -300,7 +300,10 @@ class _FlowCompiler:
         raise self.err(where, f"unknown step {sorted(keys)[0]!r}; expected a task name, "
                        "foreach, loop, branch or parallel")
 
-    def branch(self, raw: Any, where: str, depth: int) -> BranchNode:
+    def branch(self, raw: Any, step_where: str, depth: int) -> BranchNode:
+        # The node is placed at its step (``flow[3]``, like foreach and loop nodes); its cases
+        # at ``flow[3].branch[i]``.
+        where = f"{step_where}.branch"
         if not isinstance(raw, list) or not raw:
             raise self.err(where, "expected a non-empty list of cases")
         block = self._block(where)
@@ -337,7 +340,7 @@ class _FlowCompiler:
                 cases.append(Case("when", cond, 0.0, self.seq(c["do"], f"{cw}.do", depth + 1)))
             else:
                 raise self.err(cw, "a case has either 'p' or 'when', and 'do'")
-        return BranchNode(block, where, cases)
+        return BranchNode(block, step_where, cases)
 
 
 def parse_workflow(data: Any, file: str) -> Workflow:

@@ -137,8 +137,16 @@ class OctopusPolicy(Policy):
                         raise UserError(f"TBU {tbu.id} has {tbu.n_peas} working PEAs, fewer "
                                         f"than the {self.kmin[idx]} that {types[idx].name} needs")
                     self._bind(tbu, idx)
-        if p.dds or p.pcs:
-            sim.call_at(p.rebalance_cycles, self._tick)
+        self._armed = False
+        self._arm()
+
+    def _arm(self) -> None:
+        """Schedule the next scheduler pass, unless one is pending. Passes are armed by work
+        events, so a long stretch in which nothing changes costs no events."""
+        if not self._armed and (self.params.dds or self.params.pcs):
+            self._armed = True
+            assert self.sim is not None
+            self.sim.call_at(self.sim.now + self.params.rebalance_cycles, self._tick)
 
     def control_cycles(self, cbs: int, run: TaskRun) -> int:
         return cbs * self.cb_cycles + self.hop_cycles
@@ -173,6 +181,7 @@ class OctopusPolicy(Policy):
             self.qwork[c][idx] += run.work
             if (self.params.dds or self.params.pcs) and not self._has_tbus(c, idx):
                 self._rebalance(c)
+        self._arm()
 
     @staticmethod
     def _usable(tbu: TBU, idx: int, k: int) -> bool:
@@ -199,6 +208,7 @@ class OctopusPolicy(Policy):
         w = self.work_seen[idx]
         self.mean_work[idx] += (max(run.work, run.tt.floor_cycles) - self.mean_work[idx]) / (
             w + 8)
+        self._arm()
         ann = self.announced.pop(run.seq, None)
         if ann is not None:
             fc = self.forecast[run.inst.cluster]
@@ -282,10 +292,9 @@ class OctopusPolicy(Policy):
     def _tick(self) -> None:
         sim = self.sim
         assert sim is not None
+        self._armed = False
         for c in sim.chip.alive_clusters:
             self._rebalance(c)
-        if sim.instances_done < sim.wf.count:
-            sim.call_at(sim.now + self.params.rebalance_cycles, self._tick)
 
     def _rebalance(self, c: int) -> None:
         sim = self.sim

@@ -20,7 +20,7 @@ from octosim.policies.registry import register
 from octosim.policies.static import StaticParams, StaticPolicy
 
 if TYPE_CHECKING:
-    from octosim.engine.sim import Simulation
+    from octosim.engine.sim import Simulation, TaskRun
 
 
 class ReactiveParams(StaticParams):
@@ -45,15 +45,30 @@ class ReactivePolicy(StaticPolicy):
         n_clusters = sim.chip.n_clusters
         self.imbalanced_since: list[int | None] = [None] * n_clusters
         self.moves = 0
-        sim.call_at(self.params.check_cycles, self._check)
+        self._armed = False
+        self._arm()
+
+    def _arm(self) -> None:
+        """Schedule the next check unless one is pending; checks are armed by work events, so
+        long stretches in which nothing changes cost nothing."""
+        if not self._armed:
+            self._armed = True
+            assert self.sim is not None
+            self.sim.call_at(self.sim.now + self.params.check_cycles, self._check)
+
+    def on_ready(self, run: TaskRun) -> None:
+        super().on_ready(run)
+        self._arm()
+
+    def on_complete(self, run: TaskRun) -> None:
+        self._arm()
 
     def _check(self) -> None:
         sim = self.sim
         assert sim is not None
+        self._armed = False
         for c in sim.chip.alive_clusters:
             self._check_cluster(c)
-        if sim.instances_done < sim.wf.count:
-            sim.call_at(sim.now + self.params.check_cycles, self._check)
 
     def _bound_counts(self, c: int) -> list[int]:
         sim = self.sim

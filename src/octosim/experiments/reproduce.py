@@ -1,0 +1,304 @@
+"""The paper's evaluation, measured on our own model: ``octosim reproduce``.
+
+Makespans of every built-in workflow on ``octopus-chip`` with all instances available at cycle
+0, under the baselines (``static``, a tuned ``reactive``, ``indiscriminate``) and ``octopus``;
+speed-ups over each baseline and the ratio to the lower bound, over several seeds; the
+ablation static → +DDS → +ATS → +PCS; utilisation and the idle breakdown per policy; tail
+latency under Poisson arrivals at 50% and 80% of saturation (saturation = the lower bound's
+throughput). The reactive baseline's threshold and window are swept on the suite first and
+the best setting is used. Every number in the report comes from these runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from octosim.errors import UserError
+from octosim.experiments.batch import JsonLines, RunResult, RunSpec, run_many
+from octosim.experiments.run import write_atomic
+from octosim.model.loader import load_yaml_file
+from octosim.workloads import builtin_names, resolve
+
+ARCH = "octopus-chip"
+BASELINES = ("static", "reactive", "indiscriminate")
+OCTOPUS = "octopus"
+ABLATION = (
+    ("static", "static", ()),
+    ("+DDS", OCTOPUS, ("policy.ats=false", "policy.pcs=false")),
+    ("+ATS", OCTOPUS, ("policy.pcs=false",)),
+    ("+PCS", OCTOPUS, ()),
+)
+LOADS = (0.5, 0.8)
+REACTIVE_THRESHOLDS = (0.3, 0.5, 0.7)
+REACTIVE_WINDOWS = (0, 2_000_000, 20_000_000, 200_000_000)
+PAPER = {"mean": 2.50, "max": 4.26}
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    scale: float
+    seeds: tuple[int, ...]
+    sweep: bool
+    workflows: tuple[str, ...]
+
+
+def make_plan(quick: bool, workflows: list[str] | None = None) -> Plan:
+    names = tuple(workflows or builtin_names("workflow"))
+    if quick:
+        return Plan(True, 0.25, (1,), False, names)
+    return Plan(False, 1.0, (1, 2, 3), True, names)
+
+
+def scaled_sets(workflow: str, scale: float) -> tuple[str, ...]:
+    """``--set`` items that shrink a workflow's instance count, phase by phase."""
+    if scale == 1.0:
+        return ()
+    data = load_yaml_file(resolve("workflow", workflow))
+    phases = data.get("phases") or []
+    if phases:
+        counts = [max(1, round(p["count"] * scale)) for p in phases]
+        new = [dict(p, count=c) for p, c in zip(phases, counts, strict=True)]
+        return (f"workflow.arrivals.count={sum(counts)}",
+                "workflow.phases=" + json.dumps(new))
+    return (f"workflow.arrivals.count={max(1, round(data['arrivals']['count'] * scale))}",)
+
+
+BATCH = ("workflow.arrivals.process=batch",)
+
+
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else 0.0
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"mean": 0.0, "geomean": 0.0, "max": 0.0, "min": 0.0}
+    return {"mean": round(statistics.fmean(xs), 4), "geomean": round(_geomean(xs), 4),
+            "max": round(max(xs), 4), "min": round(min(xs), 4)}
+
+
+class Reproduction:
+    def __init__(self, plan: Plan, out: Path | None, workers: int | None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.plan = plan
+        self.out = out
+        self.workers = workers
+        self.progress = progress or (lambda msg: None)
+        self.failures: list[dict[str, Any]] = []
+        self.log: JsonLines | None = JsonLines(out / "runs.jsonl") if out else None
+
+    def _run(self, specs: list[RunSpec], what: str) -> list[RunResult]:
+        t0 = time.perf_counter()
+        done = [0]
+
+        def on_result(res: RunResult) -> None:
+            done[0] += 1
+            if self.log:
+                self.log(res)
+            if res.error:
+                self.failures.append({"spec": res.spec.__dict__, "error": res.error})
+            if done[0] % 10 == 0 or done[0] == len(specs):
+                self.progress(f"{what}: {done[0]}/{len(specs)} runs "
+                              f"({time.perf_counter() - t0:.0f} s)")
+
+        return run_many(specs, self.workers, on_result)
+
+    # --- experiments ------------------------------------------------------------------------
+
+    def sweep_reactive(self) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        specs = []
+        for wf in self.plan.workflows:
+            for th in REACTIVE_THRESHOLDS:
+                for win in REACTIVE_WINDOWS:
+                    sets = (*scaled_sets(wf, self.plan.scale), *BATCH,
+                            f"policy.threshold={th}", f"policy.window_cycles={win}",
+                            f"policy.check_cycles={max(10_000, win // 10)}")
+                    specs.append(RunSpec(wf, ARCH, "reactive", 1, sets,
+                                         (("threshold", th), ("window", win))))
+        results = self._run(specs, "reactive sweep")
+        static = {r.spec.workflow: r.summary["makespan_cycles"] for r in self._run(
+            [RunSpec(wf, ARCH, "static", 1, (*scaled_sets(wf, self.plan.scale), *BATCH))
+             for wf in self.plan.workflows], "static for the sweep") if r.summary}
+        rows = []
+        for th in REACTIVE_THRESHOLDS:
+            for win in REACTIVE_WINDOWS:
+                ratios = [static[r.spec.workflow] / r.summary["makespan_cycles"]
+                          for r in results
+                          if r.summary and r.spec.tag("threshold") == th
+                          and r.spec.tag("window") == win and r.spec.workflow in static]
+                if len(ratios) == len(self.plan.workflows):
+                    rows.append({"threshold": th, "window_cycles": win,
+                                 "geomean_speedup_vs_static": round(_geomean(ratios), 4),
+                                 "min_speedup_vs_static": round(min(ratios), 4)})
+        if not rows:
+            raise UserError("the reactive sweep produced no complete setting")
+        best = max(rows, key=lambda r: (r["geomean_speedup_vs_static"], -r["window_cycles"]))
+        best["best"] = True
+        sets = (f"policy.threshold={best['threshold']}",
+                f"policy.window_cycles={best['window_cycles']}",
+                f"policy.check_cycles={max(10_000, best['window_cycles'] // 10)}")
+        return rows, sets
+
+    def makespans(self, reactive_sets: tuple[str, ...]) -> list[RunResult]:
+        specs = []
+        policies = [(b, (reactive_sets if b == "reactive" else ())) for b in BASELINES]
+        policies.append((OCTOPUS, ()))
+        for label, policy, extra in ABLATION[1:3]:
+            policies.append((f"{policy}{label}", extra))
+        for wf in self.plan.workflows:
+            base = (*scaled_sets(wf, self.plan.scale), *BATCH)
+            for seed in self.plan.seeds:
+                for name, extra in policies:
+                    policy = name.split("+")[0]
+                    specs.append(RunSpec(wf, ARCH, policy, seed, (*base, *extra),
+                                         (("label", name),)))
+        return self._run(specs, "makespans")
+
+    def latencies(self, lower_bounds: dict[str, float], reactive_sets: tuple[str, ...],
+                  counts: dict[str, int]) -> list[RunResult]:
+        specs = []
+        for wf in self.plan.workflows:
+            if wf not in lower_bounds:
+                continue
+            sat_gap = lower_bounds[wf] / counts[wf]  # cycles per instance at saturation
+            for load in LOADS:
+                gap = max(1.0, sat_gap / load)
+                for name in (*BASELINES, OCTOPUS):
+                    extra = reactive_sets if name == "reactive" else ()
+                    sets = (*scaled_sets(wf, self.plan.scale),
+                            "workflow.arrivals.process=poisson",
+                            f"workflow.arrivals.interarrival_cycles={gap:.3f}", *extra)
+                    specs.append(RunSpec(wf, ARCH, name, 1, sets, (("load", load),)))
+        return self._run(specs, "tail latency")
+
+    # --- the whole evaluation -------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        sweep_rows: list[dict[str, Any]] = []
+        reactive_sets: tuple[str, ...] = ()
+        if self.plan.sweep:
+            sweep_rows, reactive_sets = self.sweep_reactive()
+        ms = self.makespans(reactive_sets)
+        report = self._summarise(ms, sweep_rows, reactive_sets)
+        lbs = {w["workflow"]: w["lower_bound_cycles"] for w in report["workflows"]}
+        counts = {w["workflow"]: w["instances"] for w in report["workflows"]}
+        lat = self.latencies(lbs, reactive_sets, counts)
+        report["latency"] = self._latency_table(lat)
+        report["failures"] = self.failures
+        report["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        if self.log:
+            self.log.close()
+        return report
+
+    def _summarise(self, results: list[RunResult], sweep_rows: list[dict[str, Any]],
+                   reactive_sets: tuple[str, ...]) -> dict[str, Any]:
+        by: dict[tuple[str, int, str], dict[str, Any]] = {}
+        for r in results:
+            if r.summary:
+                by[(r.spec.workflow, r.spec.seed, r.spec.tag("label"))] = r.summary
+        labels = [*BASELINES, OCTOPUS, "octopus+DDS", "octopus+ATS"]
+        workflows = []
+        speed: dict[str, list[float]] = {b: [] for b in BASELINES}
+        speed_by_seed: dict[str, dict[int, list[float]]] = {b: {} for b in BASELINES}
+        bound: list[float] = []
+        ablation: dict[str, list[float]] = {label: [] for label, _, _ in ABLATION}
+        util: dict[str, dict[str, list[float]]] = {}
+        for wf in self.plan.workflows:
+            seeds = [s for s in self.plan.seeds if all((wf, s, lb) in by for lb in labels)]
+            if not seeds:
+                continue
+            entry: dict[str, Any] = {"workflow": wf, "seeds": seeds}
+            entry["makespan_cycles"] = {
+                lb: round(statistics.fmean(by[(wf, s, lb)]["makespan_cycles"] for s in seeds))
+                for lb in labels}
+            entry["lower_bound_cycles"] = round(statistics.fmean(
+                by[(wf, s, OCTOPUS)]["lower_bound_cycles"] for s in seeds))
+            entry["instances"] = by[(wf, seeds[0], OCTOPUS)]["instances"]
+            entry["task_runs"] = by[(wf, seeds[0], OCTOPUS)]["task_runs"]
+            entry["speedup"] = {}
+            for b in BASELINES:
+                per_seed = [by[(wf, s, b)]["makespan_cycles"] / by[(wf, s, OCTOPUS)][
+                    "makespan_cycles"] for s in seeds]
+                speed[b].extend(per_seed)
+                for s, v in zip(seeds, per_seed, strict=True):
+                    speed_by_seed[b].setdefault(s, []).append(v)
+                entry["speedup"][b] = round(statistics.fmean(per_seed), 4)
+            ratios = [by[(wf, s, OCTOPUS)]["makespan_cycles"] / by[(wf, s, OCTOPUS)][
+                "lower_bound_cycles"] for s in seeds]
+            bound.extend(ratios)
+            entry["bound_ratio"] = round(max(ratios), 4)
+            for label, _, _ in ABLATION:
+                key = {"static": "static", "+DDS": "octopus+DDS", "+ATS": "octopus+ATS",
+                       "+PCS": OCTOPUS}[label]
+                ablation[label].extend(by[(wf, s, "static")]["makespan_cycles"]
+                                       / by[(wf, s, key)]["makespan_cycles"] for s in seeds)
+            for lb in labels:
+                u = util.setdefault(lb, {})
+                for s in seeds:
+                    summ = by[(wf, s, lb)]
+                    u.setdefault("pea_utilization", []).append(summ["pea_utilization"])
+                    for k, v in summ["idle"].items():
+                        u.setdefault(k, []).append(v)
+            workflows.append(entry)
+        return {
+            "arch": ARCH,
+            "quick": self.plan.quick,
+            "seeds": list(self.plan.seeds),
+            "instance_scale": self.plan.scale,
+            "workflows": workflows,
+            "speedup": {b: _stats(v) for b, v in speed.items()},
+            "speedup_min_over_seeds": {
+                b: {str(s): round(min(v), 4) for s, v in d.items()}
+                for b, d in speed_by_seed.items()},
+            "speedup_geomean_by_seed": {
+                b: {str(s): round(_geomean(v), 4) for s, v in d.items()}
+                for b, d in speed_by_seed.items()},
+            "bound_ratio": {"mean": round(statistics.fmean(bound), 4) if bound else 0.0,
+                            "max": round(max(bound), 4) if bound else 0.0},
+            "ablation_speedup_vs_static": {k: _stats(v) for k, v in ablation.items()},
+            "utilization": {lb: {k: round(statistics.fmean(v), 4) for k, v in d.items()}
+                            for lb, d in util.items()},
+            "reactive_sweep": sweep_rows,
+            "reactive_setting": list(reactive_sets),
+            "paper": PAPER,
+        }
+
+    def _latency_table(self, results: list[RunResult]) -> list[dict[str, Any]]:
+        rows = []
+        for r in results:
+            if not r.summary:
+                continue
+            lat = r.summary["latency_cycles"]
+            rows.append({"workflow": r.spec.workflow, "load": r.spec.tag("load"),
+                         "policy": r.spec.policy, "mean": lat["mean"], "p50": lat["p50"],
+                         "p95": lat["p95"], "p99": lat["p99"]})
+        return rows
+
+
+def reproduce(quick: bool = False, out: str | None = None, workers: int | None = None,
+              workflows: list[str] | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    plan = make_plan(quick, workflows)
+    out_dir = Path(out) if out else None
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "runs.jsonl").unlink(missing_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write results: {exc.strerror or exc}", file=out) from None
+    report = Reproduction(plan, out_dir, workers, progress).run()
+    if out_dir is not None:
+        from octosim.experiments.report import write_reproduction
+
+        write_atomic(out_dir / "results.json", json.dumps(report, indent=2) + "\n")
+        write_reproduction(report, out_dir)
+    return report
