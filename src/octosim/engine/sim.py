@@ -64,7 +64,7 @@ class TaskRun:
 
     __slots__ = ("tt", "inst", "frame", "node", "work", "out_bytes", "ready_at", "start_at",
                  "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec", "svc_start",
-                 "work_left", "rate_since", "grants", "stream_scale")
+                 "work_left", "rate_since", "grants", "stream_scale", "mem_end")
 
     def __init__(self, tt: TaskType, inst: Instance, frame: Frame, node: TaskNode, work: int,
                  out_bytes: int, src_cluster: int, seq: int) -> None:
@@ -88,6 +88,7 @@ class TaskRun:
         self.rate_since = -1
         self.grants: list[tuple[int, list[int]]] | None = None  # PEAs added by grow()
         self.stream_scale = 1.0  # a model run's ``scale``: weights stream once per repetition
+        self.mem_end = 0  # when its weight streaming over the memory channel completes
 
     def __repr__(self) -> str:
         return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
@@ -291,7 +292,8 @@ class Simulation:
         end = t_in + self.service_cycles(run, k)
         if stream:
             # Weights stream over the shared memory channel while the PEAs compute.
-            t_mem = self.chip.memory.fetch(stream, t_in)
+            t_mem = self.chip.memory.stream(stream, t_in)
+            run.mem_end = t_mem
             if t_mem > end:
                 end = t_mem
         run.end_at = end
@@ -310,15 +312,15 @@ class Simulation:
         return end
 
     def grow(self, run: TaskRun, extra: int) -> int:
-        """Give a running ``run`` ``extra`` more free PEAs of its TBU; the rest of its work
-        speeds up accordingly. Runs bound by weight streaming do not speed up and are left
-        as they are. Return the (possibly earlier) completion cycle."""
+        """Give a running ``run`` ``extra`` more free PEAs of its TBU; the rest of its compute
+        speeds up accordingly (never ending before its weight streaming does). Return the
+        (possibly earlier) completion cycle."""
         tbu = run.tbu
         assert tbu is not None
         if extra < 1 or extra > len(tbu.free) or run.end_at < 0:
             raise RuntimeError(f"policy bug: growing {run} by {extra} PEAs")
-        if run.tt.floor_cycles or run.k + extra > run.tt.kmax:
-            return run.end_at
+        if run.k + extra > run.tt.kmax or run.mem_end >= run.end_at:
+            return run.end_at  # at its widest, or waiting for memory: more PEAs cannot help
         now = self.now
         eff = self.split_eff
         rate = 1.0 + (run.k - 1) * eff
@@ -343,7 +345,7 @@ class Simulation:
         run.work_left = left
         run.rate_since = max(now, svc_start)
         new_rate = 1.0 + (run.k - 1) * eff
-        new_end = min(run.end_at, run.rate_since + math.ceil(left / new_rate))
+        new_end = min(run.end_at, max(run.mem_end, run.rate_since + math.ceil(left / new_rate)))
         if new_end != run.end_at:
             self.task_service[run.tt.idx] += new_end - run.end_at
             run.end_at = new_end
@@ -681,8 +683,9 @@ class Simulation:
 
     @property
     def lower_bound(self) -> int:
-        """The largest of: total PEA-work / PEAs; total weight streaming / memory bandwidth;
-        latest arrival + critical path at maximum parallelism."""
+        """The largest of: total PEA-work / PEAs; the weights every run must stream / memory
+        bandwidth; latest arrival + critical path at maximum parallelism (each run at its
+        widest grant, streaming at full memory bandwidth)."""
         work_bound = math.ceil(self.total_work / max(1, self.alive_peas))
         mem_bound = math.ceil(self.total_streamed / self.arch.memory.bytes_per_cycle)
         return max(work_bound, mem_bound, self.lower_bound_cp)

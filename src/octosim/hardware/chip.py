@@ -104,26 +104,48 @@ class Mesh:
 
 
 class MemoryChannel:
-    """Off-chip memory: transfers are served one after another at ``bytes_per_cycle``."""
+    """Off-chip memory: one channel of ``bytes_per_cycle``, two classes of traffic.
 
-    __slots__ = ("bytes_per_cycle", "free_at", "bytes_moved", "busy_cycles")
+    *Streams* (weights a running task reads while it computes) are served one after another at
+    full bandwidth, first come first served. *Fetches* (contexts for a reconfiguration) are
+    short bursts with priority: they are served one after another among themselves, and each
+    pushes the stream queue back by its own duration (preemptive priority), so a context never
+    waits behind long weight streams. Bytes are conserved: the channel never carries more than
+    its bandwidth.
+    """
+
+    __slots__ = ("bytes_per_cycle", "free_at", "stream_free_at", "bytes_moved", "busy_cycles")
 
     def __init__(self, bytes_per_cycle: float) -> None:
         self.bytes_per_cycle = bytes_per_cycle
-        self.free_at = 0
+        self.free_at = 0  # fetch queue
+        self.stream_free_at = 0  # stream queue
         self.bytes_moved = 0
         self.busy_cycles = 0
 
     def fetch(self, nbytes: int, now: int) -> int:
-        """Queue a fetch of ``nbytes`` at ``now``; return the cycle it completes."""
+        """Queue a context fetch of ``nbytes`` at ``now``; return the cycle it completes."""
         if nbytes <= 0:
             return now
         dur = math.ceil(nbytes / self.bytes_per_cycle)
         start = max(now, self.free_at)
         self.free_at = start + dur
+        if self.stream_free_at > start:
+            self.stream_free_at += dur  # streams in progress yield to the fetch
         self.bytes_moved += nbytes
         self.busy_cycles += dur
         return self.free_at
+
+    def stream(self, nbytes: int, start: int) -> int:
+        """Queue a weight stream of ``nbytes`` from ``start``; return when it completes."""
+        if nbytes <= 0:
+            return start
+        dur = math.ceil(nbytes / self.bytes_per_cycle)
+        begin = max(start, self.stream_free_at, self.free_at)
+        self.stream_free_at = begin + dur
+        self.bytes_moved += nbytes
+        self.busy_cycles += dur
+        return self.stream_free_at
 
 
 class Chip:

@@ -250,7 +250,7 @@ class OctopusPolicy(Policy):
         sim = self.sim
         assert sim is not None
         runs = [r for r in self.running[tbu.id] if r.k < self.kmax[r.tt.idx]
-                and not r.tt.floor_cycles]
+                and r.mem_end < r.end_at]
         if not runs:
             return
         runs.sort(key=lambda r: (-(r.end_at - sim.now), r.seq))
@@ -359,10 +359,13 @@ class OctopusPolicy(Policy):
             self._move(tbu, r)
 
     def _donor_tbu(self, tbus: list[TBU], d: int) -> TBU | None:
+        """The TBU of type ``d`` that will drain first (idle ones at once)."""
         best = None
         for t in tbus:
             if t.tag is None and not t.reconfiguring and t.bound == d:
-                key = (t.busy + t.blocked, t.id)
+                runs = self.running[t.id]
+                drain = max((r.end_at for r in runs), default=0)
+                key = (drain, t.busy + t.blocked, t.id)
                 if best is None or key < best[0]:
                     best = (key, t)
         return best[1] if best else None
