@@ -85,7 +85,7 @@ def test_grow_speeds_up_the_remaining_work_exactly() -> None:
                           "context_bytes": 0}}, "flow": ["a"]}
     arch = dict(ARCH, reconfig={"fixed_cycles": 0})
     sim = Simulation(parse_workflow(wf, "w"), parse_arch(arch, "a"),
-                     make_policy("static", {"buffer_slots": 0}), seed=1)
+                     make_policy("static", {"buffer_slots": 0, "peas": "min"}), seed=1)
     runs = []
 
     class Catch(Observer):

@@ -69,8 +69,8 @@ def test_explicit_partition_and_errors() -> None:
 
 def test_fixed_pea_grant() -> None:
     w = wf({"a": {"kind": "general", "cycles": 1000, "peas": [1, 2]}}, ["a"], count=1)
-    assert run(w).makespan == 1000  # peas: min
-    assert run(w, peas="max").makespan == 500  # 2 PEAs, split efficiency 1
+    assert run(w, peas="min").makespan == 1000
+    assert run(w).makespan == 500  # default peas: max -> 2 PEAs, split efficiency 1
     assert run(w, peas=7).makespan == 500  # clamped to the task's max
 
 

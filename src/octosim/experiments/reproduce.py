@@ -38,6 +38,8 @@ ABLATION = (
 LOADS = (0.5, 0.8)
 REACTIVE_THRESHOLDS = (0.3, 0.5, 0.7)
 REACTIVE_WINDOWS = (0, 2_000_000, 20_000_000, 200_000_000)
+STATIC_GRID = [{"peas": "min"}, {"peas": 4}, {"peas": "max"}]
+INDISCRIMINATE_GRID = [{"peas": 0}, {"peas": 4}, {"peas": 16}]
 PAPER = {"mean": 2.50, "max": 4.26}
 
 
@@ -113,43 +115,50 @@ class Reproduction:
 
     # --- experiments ------------------------------------------------------------------------
 
-    def sweep_reactive(self) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    def sweep(self, policy: str, grid: list[dict[str, Any]], base: tuple[str, ...] = ()
+              ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        """Run ``policy`` with every setting of ``grid`` on the suite (seed 1); return the
+        rows and the ``--set`` items of the setting with the best geomean speed-up over the
+        untuned ``static``."""
         specs = []
         for wf in self.plan.workflows:
-            for th in REACTIVE_THRESHOLDS:
-                for win in REACTIVE_WINDOWS:
-                    sets = (*scaled_sets(wf, self.plan.scale), *BATCH,
-                            f"policy.threshold={th}", f"policy.window_cycles={win}",
-                            f"policy.check_cycles={max(10_000, win // 10)}")
-                    specs.append(RunSpec(wf, ARCH, "reactive", 1, sets,
-                                         (("threshold", th), ("window", win))))
-        results = self._run(specs, "reactive sweep")
-        static = {r.spec.workflow: r.summary["makespan_cycles"] for r in self._run(
-            [RunSpec(wf, ARCH, "static", 1, (*scaled_sets(wf, self.plan.scale), *BATCH))
-             for wf in self.plan.workflows], "static for the sweep") if r.summary}
+            scaled = (*scaled_sets(wf, self.plan.scale), *BATCH)
+            specs.append(RunSpec(wf, ARCH, "static", 1, scaled, (("ref", True),)))
+            for i, setting in enumerate(grid):
+                sets = (*scaled, *base, *(f"policy.{k}={v}" for k, v in setting.items()))
+                specs.append(RunSpec(wf, ARCH, policy, 1, sets, (("setting", i),)))
+        results = self._run(specs, f"{policy} sweep")
+        ref = {r.spec.workflow: r.summary["makespan_cycles"] for r in results
+               if r.summary and r.spec.tag("ref")}
         rows = []
-        for th in REACTIVE_THRESHOLDS:
-            for win in REACTIVE_WINDOWS:
-                ratios = [static[r.spec.workflow] / r.summary["makespan_cycles"]
-                          for r in results
-                          if r.summary and r.spec.tag("threshold") == th
-                          and r.spec.tag("window") == win and r.spec.workflow in static]
-                if len(ratios) == len(self.plan.workflows):
-                    rows.append({"threshold": th, "window_cycles": win,
-                                 "geomean_speedup_vs_static": round(_geomean(ratios), 4),
-                                 "min_speedup_vs_static": round(min(ratios), 4)})
+        for i, setting in enumerate(grid):
+            ratios = [ref[r.spec.workflow] / r.summary["makespan_cycles"] for r in results
+                      if r.summary and r.spec.tag("setting") == i and r.spec.workflow in ref]
+            if len(ratios) == len(self.plan.workflows):
+                rows.append({**setting,
+                             "geomean_speedup_vs_static": round(_geomean(ratios), 4),
+                             "min_speedup_vs_static": round(min(ratios), 4)})
         if not rows:
-            raise UserError("the reactive sweep produced no complete setting")
-        best = max(rows, key=lambda r: (r["geomean_speedup_vs_static"], -r["window_cycles"]))
+            raise UserError(f"the {policy} sweep produced no complete setting")
+        best = max(rows, key=lambda r: r["geomean_speedup_vs_static"])
         best["best"] = True
-        sets = (f"policy.threshold={best['threshold']}",
-                f"policy.window_cycles={best['window_cycles']}",
-                f"policy.check_cycles={max(10_000, best['window_cycles'] // 10)}")
-        return rows, sets
+        keys = list(grid[0])
+        return rows, (*base, *(f"policy.{k}={best[k]}" for k in keys))
 
-    def makespans(self, reactive_sets: tuple[str, ...]) -> list[RunResult]:
+    def tune_baselines(self) -> dict[str, Any]:
+        static_rows, static_sets = self.sweep("static", STATIC_GRID)
+        peas = [s for s in static_sets if s.startswith("policy.peas=")]
+        reactive_grid = [{"threshold": th, "window_cycles": w,
+                          "check_cycles": max(10_000, w // 10)}
+                         for th in REACTIVE_THRESHOLDS for w in REACTIVE_WINDOWS]
+        reactive_rows, reactive_sets = self.sweep("reactive", reactive_grid, tuple(peas))
+        indis_rows, indis_sets = self.sweep("indiscriminate", INDISCRIMINATE_GRID)
+        return {"static": (static_rows, static_sets), "reactive": (reactive_rows, reactive_sets),
+                "indiscriminate": (indis_rows, indis_sets)}
+
+    def makespans(self, tuned: dict[str, tuple[str, ...]]) -> list[RunResult]:
         specs = []
-        policies = [(b, (reactive_sets if b == "reactive" else ())) for b in BASELINES]
+        policies = [(b, tuned.get(b, ())) for b in BASELINES]
         policies.append((OCTOPUS, ()))
         for label, policy, extra in ABLATION[1:3]:
             policies.append((f"{policy}{label}", extra))
@@ -162,7 +171,7 @@ class Reproduction:
                                          (("label", name),)))
         return self._run(specs, "makespans")
 
-    def latencies(self, lower_bounds: dict[str, float], reactive_sets: tuple[str, ...],
+    def latencies(self, lower_bounds: dict[str, float], tuned: dict[str, tuple[str, ...]],
                   counts: dict[str, int]) -> list[RunResult]:
         specs = []
         for wf in self.plan.workflows:
@@ -172,7 +181,7 @@ class Reproduction:
             for load in LOADS:
                 gap = max(1.0, sat_gap / load)
                 for name in (*BASELINES, OCTOPUS):
-                    extra = reactive_sets if name == "reactive" else ()
+                    extra = tuned.get(name, ())
                     sets = (*scaled_sets(wf, self.plan.scale),
                             "workflow.arrivals.process=poisson",
                             f"workflow.arrivals.interarrival_cycles={gap:.3f}", *extra)
@@ -183,15 +192,16 @@ class Reproduction:
 
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        sweep_rows: list[dict[str, Any]] = []
-        reactive_sets: tuple[str, ...] = ()
+        sweeps: dict[str, Any] = {}
+        tuned: dict[str, tuple[str, ...]] = {}
         if self.plan.sweep:
-            sweep_rows, reactive_sets = self.sweep_reactive()
-        ms = self.makespans(reactive_sets)
-        report = self._summarise(ms, sweep_rows, reactive_sets)
+            sweeps = self.tune_baselines()
+            tuned = {name: sets for name, (_, sets) in sweeps.items()}
+        ms = self.makespans(tuned)
+        report = self._summarise(ms, sweeps, tuned)
         lbs = {w["workflow"]: w["lower_bound_cycles"] for w in report["workflows"]}
         counts = {w["workflow"]: w["instances"] for w in report["workflows"]}
-        lat = self.latencies(lbs, reactive_sets, counts)
+        lat = self.latencies(lbs, tuned, counts)
         report["latency"] = self._latency_table(lat)
         report["failures"] = self.failures
         report["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -199,8 +209,8 @@ class Reproduction:
             self.log.close()
         return report
 
-    def _summarise(self, results: list[RunResult], sweep_rows: list[dict[str, Any]],
-                   reactive_sets: tuple[str, ...]) -> dict[str, Any]:
+    def _summarise(self, results: list[RunResult], sweeps: dict[str, Any],
+                   tuned: dict[str, tuple[str, ...]]) -> dict[str, Any]:
         by: dict[tuple[str, int, str], dict[str, Any]] = {}
         for r in results:
             if r.summary:
@@ -267,8 +277,8 @@ class Reproduction:
             "ablation_speedup_vs_static": {k: _stats(v) for k, v in ablation.items()},
             "utilization": {lb: {k: round(statistics.fmean(v), 4) for k, v in d.items()}
                             for lb, d in util.items()},
-            "reactive_sweep": sweep_rows,
-            "reactive_setting": list(reactive_sets),
+            "sweeps": {name: rows for name, (rows, _) in sweeps.items()},
+            "baseline_settings": {name: list(sets) for name, sets in tuned.items()},
             "paper": PAPER,
         }
 

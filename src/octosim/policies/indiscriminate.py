@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 class IndiscriminateParams(PolicyParams):
     host_cycles: int = Field(2000, ge=0, le=10**9,
                              description="coupled-control round trip per Control Block")
-    peas: int = Field(0, ge=0, le=4096,
-                      description="PEAs per run; 0 = the task's minimum")
+    # 16 (clamped to each task's range) won the sweep in `octosim reproduce`.
+    peas: int = Field(16, ge=0, le=4096,
+                      description="PEAs per run (clamped to the task's range); 0 = its minimum")
     affinity: bool = Field(False, description="prefer PEAs that already hold the context")
     spread: bool = Field(False, description="take PEAs on any cluster (else the home cluster)")
 
