@@ -179,8 +179,11 @@ class OctopusPolicy(Policy):
         else:
             q.append(run)
             self.qwork[c][idx] += run.work
-            if (self.params.dds or self.params.pcs) and not self._has_tbus(c, idx):
-                self._rebalance(c)
+            if self.params.dds or self.params.pcs:
+                if not self._has_tbus(c, idx):
+                    self._rebalance(c)
+                else:
+                    self._steal_idle(c, idx)
         self._arm()
 
     @staticmethod
@@ -357,6 +360,30 @@ class OctopusPolicy(Policy):
             count[r] += 1
             self.moves += 1
             self._move(tbu, r)
+
+    def _steal_idle(self, c: int, idx: int) -> None:
+        """A run must queue: if some TBU of another type sits idle with nothing queued, and the
+        wait for this type's PEAs would outlast a rebind, rebind that TBU now (the fine level
+        falls back on the coarse one only when it pays)."""
+        sim = self.sim
+        assert sim is not None
+        now = sim.now
+        wait = None
+        idle = None
+        for t in sim.chip.cluster_tbus[c]:
+            if not t.alive or t.reconfiguring or t.tag is not None:
+                continue
+            if t.bound == idx:
+                soonest = min((r.end_at for r in self.running[t.id]), default=now)
+                wait = soonest - now if wait is None else min(wait, soonest - now)
+            elif idle is None and t.busy == 0 and t.blocked == 0 and (
+                t.bound < 0 or not self.queues[c][t.bound]
+            ):
+                idle = t
+        if idle is None or (wait is not None and wait <= 2 * self.reconfig_cycles[idx]):
+            return
+        self.moves += 1
+        self._move(idle, idx)
 
     def _donor_tbu(self, tbus: list[TBU], d: int) -> TBU | None:
         """The TBU of type ``d`` that will drain first (idle ones at once)."""
