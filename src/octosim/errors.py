@@ -19,7 +19,8 @@ class UserError(Exception):
     def line(self) -> str:
         parts = [p for p in (self.file, self.where) if p]
         parts.append(self.what)
-        return "error: " + ": ".join(parts)
+        # Always one line, whatever a library's message contained.
+        return "error: " + " ".join(": ".join(parts).split())
 
     def within(self, *, file: str | None = None, where: str | None = None) -> UserError:
         """Return a copy located in ``file``/``where`` unless it already names them."""
