@@ -29,7 +29,7 @@ from octosim.workloads import builtin_names, resolve
 ARCH = "octopus-chip"
 BASELINES = ("static", "reactive", "indiscriminate")
 OCTOPUS = "octopus"
-ABLATION = (
+ABLATION: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("static", "static", ()),
     ("+DDS", OCTOPUS, ("policy.ats=false", "policy.pcs=false")),
     ("+ATS", OCTOPUS, ("policy.pcs=false",)),
@@ -38,8 +38,8 @@ ABLATION = (
 LOADS = (0.5, 0.8)
 REACTIVE_THRESHOLDS = (0.3, 0.5, 0.7)
 REACTIVE_WINDOWS = (0, 2_000_000, 20_000_000, 200_000_000)
-STATIC_GRID = [{"peas": "min"}, {"peas": 4}, {"peas": "max"}]
-INDISCRIMINATE_GRID = [{"peas": 0}, {"peas": 4}, {"peas": 16}]
+STATIC_GRID: list[dict[str, Any]] = [{"peas": "min"}, {"peas": 4}, {"peas": "max"}]
+INDISCRIMINATE_GRID: list[dict[str, Any]] = [{"peas": 0}, {"peas": 4}, {"peas": 16}]
 PAPER = {"mean": 2.50, "max": 4.26}
 
 
@@ -158,10 +158,10 @@ class Reproduction:
 
     def makespans(self, tuned: dict[str, tuple[str, ...]]) -> list[RunResult]:
         specs = []
-        policies = [(b, tuned.get(b, ())) for b in BASELINES]
+        policies: list[tuple[str, tuple[str, ...]]] = [(b, tuned.get(b, ())) for b in BASELINES]
         policies.append((OCTOPUS, ()))
-        for label, policy, extra in ABLATION[1:3]:
-            policies.append((f"{policy}{label}", extra))
+        for label, policy, ablated in ABLATION[1:3]:
+            policies.append((f"{policy}{label}", tuple(ablated)))
         for wf in self.plan.workflows:
             base = (*scaled_sets(wf, self.plan.scale), *BATCH)
             for seed in self.plan.seeds:

@@ -230,6 +230,7 @@ class OctopusPolicy(Policy):
             if tbu.busy == 0 and tbu.blocked == 0:
                 target = tbu.tag
                 tbu.tag = None
+                assert isinstance(target, int)
                 self._bind(tbu, target)
             return
         c = tbu.cluster
