@@ -33,7 +33,6 @@ from octosim.model.arch import ArchSpec
 from octosim.model.dists import round_count
 from octosim.model.rng import KeyedRandom
 from octosim.model.workflow import Phase, TaskNode, Workflow
-
 from octosim.policies.base import Policy
 
 _COMPLETE = int(EventKind.COMPLETE)

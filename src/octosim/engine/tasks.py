@@ -16,7 +16,8 @@ class TaskType:
     """Static facts of one TB type on one architecture."""
 
     __slots__ = ("idx", "name", "kind", "kmin", "kmax", "cycles", "model_cycles", "scale",
-                 "floor_cycles", "streamed_bytes", "weight_bytes", "context_bytes", "out_bytes", "sets", "rank", "tdef",
+                 "floor_cycles", "streamed_bytes", "weight_bytes",
+                 "context_bytes", "out_bytes", "sets", "rank", "tdef",
                  "mean_work_hint")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:

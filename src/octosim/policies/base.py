@@ -18,8 +18,8 @@ from octosim.model.loader import pydantic_error
 if TYPE_CHECKING:
     from octosim.engine.flow import Frame
     from octosim.engine.sim import Instance, Simulation, TaskRun
-    from octosim.model.workflow import Node
     from octosim.hardware.chip import TBU
+    from octosim.model.workflow import Node
 
 
 class PolicyParams(BaseModel):

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class ReactiveParams(StaticParams):
     # Defaults: the best setting of the sweep in `octosim reproduce` (docs/results.md).
     threshold: float = Field(0.7, gt=0.0, le=1.0,
-                             description="imbalance 1 - mean/max of waiting work per TBU that triggers a rebind")
+                             description="imbalance 1 - mean/max of waiting work per TBU that "
+                                         "triggers a rebind")
     window_cycles: int = Field(200_000_000, ge=0, le=10**12,
                                description="how long the imbalance must last")
     check_cycles: int = Field(20_000_000, ge=1, le=10**12,

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
-from octosim.hardware.chip import TBU, UNBOUND
+from octosim.hardware.chip import TBU
 from octosim.policies.base import Policy, PolicyParams
 from octosim.policies.registry import register
 
