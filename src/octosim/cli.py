@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from octosim.experiments.config import resolve_config
     from octosim.experiments.run import run_config, write_run
 
-    cfg = resolve_config(args.workflow, args.arch, args.policy, args.seed, args.set)
+    cfg = resolve_config(args.workflow, args.arch, args.policy, args.seed, args.set, args.fault)
     observers: list[Observer] = []
     if args.trace:
         from octosim.engine.trace import TraceObserver
@@ -290,8 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "fault", None):
-            raise UserError("--fault is not supported yet by this version")
         return int(args.func(args))
     except UserError as exc:
         sys.stderr.write(exc.line() + "\n")

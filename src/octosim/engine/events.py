@@ -16,6 +16,7 @@ class EventKind(IntEnum):
     READY = 2  # a task run's control/data latency has passed; it can be dispatched
     ARRIVAL = 3  # a workflow instance arrives
     TIMER = 4  # a policy's own timer
+    FAULT = 5  # a TBU or cluster fails (``--fault``); its work in flight is re-executed
 
 
 PRIORITY = {
@@ -24,4 +25,5 @@ PRIORITY = {
     EventKind.READY: 2,
     EventKind.ARRIVAL: 3,
     EventKind.TIMER: 4,
+    EventKind.FAULT: 5,
 }

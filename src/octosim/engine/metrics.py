@@ -10,7 +10,7 @@ from octosim.engine.sim import Simulation
 def summarize(sim: Simulation) -> dict[str, Any]:
     """All metrics of one run, as plain JSON-able data."""
     makespan = sim.makespan
-    total_area = sim.alive_peas * makespan
+    total_area = sim.alive_peas * makespan - sim.area_dead  # PEA time of working PEAs
     # PEA time inside runs spent loading a context or waiting for input is not computing.
     busy = sim.area_busy - sim.area_setup_reconfig - sim.area_setup_transfer
     blocked, unbound = sim.area_blocked, sim.area_unbound
@@ -52,6 +52,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "tasks": tasks,
         "task_runs": sum(sim.task_count),
         "reconfigurations": sim.reconfigurations,
+        "reexecutions": sim.reexecutions,
+        "faults": [f.text for f in sim.faults],
         "noc": {
             "bytes": mesh.bytes_moved,
             "transfers": mesh.transfers,

@@ -40,6 +40,7 @@ _BOUND = int(EventKind.BOUND)
 _READY = int(EventKind.READY)
 _ARRIVAL = int(EventKind.ARRIVAL)
 _TIMER = int(EventKind.TIMER)
+_FAULT = int(EventKind.FAULT)
 WATCHDOG_EVENTS = 1_000_000  # events in a row with no task started and no arrival
 
 
@@ -93,6 +94,38 @@ class TaskRun:
         return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
 
 
+class Fault:
+    """A runtime failure: ``tbu:ID@CYCLE`` or ``cluster:ID@CYCLE``."""
+
+    __slots__ = ("kind", "unit", "cycle", "text")
+
+    def __init__(self, kind: str, unit: int, cycle: int, text: str = "") -> None:
+        self.kind, self.unit, self.cycle = kind, unit, cycle
+        self.text = text or f"{kind}:{unit}@{cycle}"
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        try:
+            unit_part, _, cycle_s = text.partition("@")
+            kind, _, unit_s = unit_part.partition(":")
+            kind = kind.strip()
+            if kind not in ("tbu", "cluster") or not cycle_s:
+                raise ValueError
+            unit, cycle = int(unit_s), int(float(cycle_s))
+            if unit < 0 or cycle < 0:
+                raise ValueError
+        except ValueError:
+            raise UserError(f"--fault {text!r}: expected tbu:ID@CYCLE or cluster:ID@CYCLE "
+                            "(non-negative integers)") from None
+        return cls(kind, unit, cycle, text)
+
+    def check(self, chip: Chip) -> None:
+        limit = len(chip.tbus) if self.kind == "tbu" else chip.n_clusters
+        if self.unit >= limit:
+            raise UserError(f"--fault {self.text}: no {self.kind} {self.unit} (the arch has "
+                            f"{limit})")
+
+
 class SimulationStuck(UserError):
     """The watchdog: work is outstanding but the run makes no progress."""
 
@@ -121,13 +154,17 @@ class Observer:
 
     def task_grown(self, run: TaskRun, peas: list[int], now: int) -> None: ...
 
+    def task_aborted(self, run: TaskRun, now: int) -> None:
+        """``run`` was lost to a fault; it will be re-executed (started again)."""
+
 
 class Simulation:
     """One run. Build it, then call :meth:`run`; the result is in :attr:`stats`."""
 
     def __init__(self, wf: Workflow, arch: ArchSpec, policy: Policy, seed: int = 1,
                  observers: list[Observer] | None = None,
-                 max_events: int | None = None) -> None:
+                 max_events: int | None = None,
+                 faults: list[Fault] | None = None) -> None:
         self.wf = wf
         self.arch = arch
         self.policy = policy
@@ -140,6 +177,14 @@ class Simulation:
                             where="defects")
         self.observers = list(observers or [])
         self.max_events = max_events
+        self.faults = list(faults or [])
+        for f in self.faults:
+            f.check(self.chip)
+        self.cluster_alive = [c in self.chip.alive_clusters for c in range(self.chip.n_clusters)]
+        self.dead_peas = 0
+        self.area_dead = 0
+        self.reexec_count = [0] * len(self.task_types)
+        self._stale: set[tuple[int, int]] = set()
         self.now = 0
         self._heap: list[tuple[int, int, int, int, Any]] = []
         self._seq = 0
@@ -276,6 +321,7 @@ class Simulation:
         del free[-k:]
         tbu.busy += k
         tbu.running += 1
+        tbu.runs.add(run)
         self.busy_peas += k
         run.k = k
         run.tbu = tbu
@@ -416,6 +462,7 @@ class Simulation:
             self.area_blocked += self.blocked_peas * dt
             self.area_reconfig += self.reconfig_peas * dt
             self.area_unbound += self.unbound_peas * dt
+            self.area_dead += self.dead_peas * dt
             self._acc_t = now
 
     # --- flow callbacks -----------------------------------------------------------------------
@@ -423,6 +470,8 @@ class Simulation:
     def _on_task_node(self, frame: Frame, node: TaskNode) -> None:
         tt = self.task_types[node.task.index]
         inst = frame.inst
+        if not self.cluster_alive[inst.cluster]:
+            inst.cluster = self.policy.place_instance(inst)
         key = f"{inst.id}{frame.path}/{node.block}/"
         flow = self.flow
         scale = 1.0
@@ -526,6 +575,8 @@ class Simulation:
             return
         tbu = run.tbu
         assert tbu is not None
+        if not tbu.alive:
+            return  # its PEAs died holding the output; the output had been handed on
         self._account(self.now)
         tbu.blocked -= run.k
         self.blocked_peas -= run.k
@@ -541,6 +592,7 @@ class Simulation:
         inst = run.inst
         inst.tasks_done += 1
         tbu.running -= 1
+        tbu.runs.discard(run)
         run.end_at = -1  # finished: any later event for it is stale
         for ob in self.observers:
             ob.task_done(run, now)
@@ -588,6 +640,8 @@ class Simulation:
             self.schedule(max(nxt, self.now), _ARRIVAL, i + 1)
 
     def _bound(self, tbu: TBU, task: int) -> None:
+        if not tbu.alive:
+            return  # failed while loading
         self._account(self.now)
         tbu.reconfiguring = False
         tbu.bound = task
@@ -599,6 +653,79 @@ class Simulation:
         self.policy.on_bound(tbu)
         self.policy.on_freed(tbu)
 
+    def _ready_after_faults(self, run: TaskRun) -> None:
+        """With faults, a run whose home cluster died on the way is re-homed first."""
+        if not self.cluster_alive[run.inst.cluster]:
+            run.inst.cluster = self.policy.place_instance(run.inst)
+        self.policy.on_ready(run)
+
+    def _fault(self, fault: Fault) -> None:
+        """Units fail: their PEAs are gone; runs in flight there are re-executed elsewhere
+        (counted apart in ``reexecutions``); no instance is lost."""
+        now = self.now
+        chip = self.chip
+        if fault.kind == "cluster":
+            if not self.cluster_alive[fault.unit]:
+                return
+            self.cluster_alive[fault.unit] = False
+            chip.alive_clusters = [c for c in chip.alive_clusters if c != fault.unit]
+            if not chip.alive_clusters:
+                raise SimulationStuck(f"fault at cycle {now} left no working cluster")
+            victims = [t for t in chip.cluster_tbus[fault.unit] if t.alive]
+        else:
+            tbu = chip.tbus[fault.unit]
+            victims = [tbu] if tbu.alive else []
+        self._account(now)
+        aborted: list[TaskRun] = []
+        for tbu in victims:
+            tbu.alive = False
+            if tbu.reconfiguring:
+                tbu.reconfiguring = False
+                self.reconfig_peas -= tbu.n_peas
+            elif tbu.bound == UNBOUND:
+                self.unbound_peas -= tbu.n_peas
+            elif tbu.bound >= 0:
+                self.stage_tbus[tbu.bound] -= 1
+            tbu.bound = UNBOUND
+            self.blocked_peas -= tbu.blocked
+            tbu.blocked = 0
+            for run in sorted(tbu.runs, key=lambda r: r.seq):  # type: ignore[attr-defined]
+                aborted.append(run)  # type: ignore[arg-type]
+            tbu.runs.clear()
+            self.busy_peas -= tbu.busy
+            tbu.busy = 0
+            tbu.running = 0
+            tbu.free = []
+            self.dead_peas += tbu.n_peas
+        for tbu in victims:
+            self.policy.on_fault(tbu)
+        for run in aborted:
+            idx = run.tt.idx
+            # The aborted attempt does not count as the task's execution.
+            self.task_count[idx] -= 1
+            self.task_service[idx] -= run.end_at - run.start_at
+            self.task_wait[idx] -= run.start_at - run.ready_at
+            self.reexec_count[idx] += 1
+            self.reexecutions += 1
+            for ob in self.observers:
+                ob.task_aborted(run, now)
+            self._stale.add((run.seq, run.end_at))
+            run.end_at = -1  # its completion event is now stale
+            run.reexec += 1
+            run.tbu = None
+            run.peas = []
+            run.k = 0
+            run.start_at = run.svc_start = -1
+            run.work_left = -1.0
+            run.rate_since = -1
+            run.grants = None
+            run.mem_end = 0
+            if not self.cluster_alive[run.inst.cluster]:
+                run.inst.cluster = self.policy.place_instance(run.inst)
+            self.occupancy[idx] += 1
+            run.ready_at = now
+            self._ready_now.append(run)
+
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> Simulation:
@@ -606,10 +733,12 @@ class Simulation:
         self._arrival_clock = 0.0
         self.policy.setup(self)
         self.schedule(0, _ARRIVAL, 0)
+        for f in self.faults:
+            self.schedule(f.cycle, _FAULT, f)
         heap = self._heap
         pop = heapq.heappop
         ready_now = self._ready_now
-        policy_ready = self.policy.on_ready
+        policy_ready = self.policy.on_ready if not self.faults else self._ready_after_faults
         max_events = self.max_events
         events = 0
         check_at = 65536
@@ -623,6 +752,9 @@ class Simulation:
             if kind == _COMPLETE:
                 if payload.end_at != t:
                     continue  # superseded: the run was grown and ends earlier
+                if self._stale and (payload.seq, t) in self._stale:
+                    self._stale.discard((payload.seq, t))
+                    continue  # the attempt that a fault aborted
                 self._complete(payload)
             elif kind == _READY:
                 policy_ready(payload)
@@ -630,6 +762,8 @@ class Simulation:
                 self._arrive(payload)
             elif kind == _BOUND:
                 self._bound(*payload)
+            elif kind == _FAULT:
+                self._fault(payload)
             else:
                 payload()
             while ready_now:

@@ -35,10 +35,14 @@ class RunConfig:
     policy: dict[str, Any]  # {"name": ..., params...}
     seed: int
     sets: list[str] = field(default_factory=list)  # dotted keys given by --set (for messages)
+    faults: tuple[str, ...] = ()  # --fault items, checked by Fault.parse
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workflow": self.workflow, "arch": self.arch, "policy": self.policy,
-                "seed": self.seed}
+        d: dict[str, Any] = {"workflow": self.workflow, "arch": self.arch,
+                             "policy": self.policy, "seed": self.seed}
+        if self.faults:
+            d["faults"] = list(self.faults)
+        return d
 
     def key(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
@@ -115,7 +119,8 @@ def check_seed(seed: Any) -> int:
 
 
 def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
-                   sets: list[str] | None = None) -> RunConfig:
+                   sets: list[str] | None = None,
+                   faults: list[str] | None = None) -> RunConfig:
     wf_path = resolve("workflow", workflow)
     arch_path = resolve("arch", arch)
     wf_raw = load_yaml_file(wf_path)
@@ -136,8 +141,12 @@ def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
             raise UserError("not an arch mapping", file=str(arch_path))
         apply_set(cfg, k, v)
         keys.append(k)
+    from octosim.engine.sim import Fault
+
+    for f in faults or []:
+        Fault.parse(f)  # a malformed fault is reported before anything runs
     return RunConfig(cfg["workflow"], str(wf_path), cfg["arch"], str(arch_path), cfg["policy"],
-                     check_seed(cfg["seed"]), sets=keys)
+                     check_seed(cfg["seed"]), sets=keys, faults=tuple(faults or ()))
 
 
 def dump_yaml(data: Any) -> str:

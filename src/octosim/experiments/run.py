@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from octosim.engine.metrics import summarize
-from octosim.engine.sim import Observer, Simulation
+from octosim.engine.sim import Fault, Observer, Simulation
 from octosim.errors import UserError
 from octosim.experiments.config import RunConfig, dump_yaml
 
 
 def simulate(cfg: RunConfig, observers: list[Observer] | None = None) -> Simulation:
     wf, arch, policy = cfg.build()
-    sim = Simulation(wf, arch, policy, seed=cfg.seed, observers=observers)
+    faults = [Fault.parse(f) for f in cfg.faults]
+    sim = Simulation(wf, arch, policy, seed=cfg.seed, observers=observers, faults=faults)
     return sim.run()
 
 

@@ -19,7 +19,7 @@ class TBU:
 
     __slots__ = ("id", "cluster", "local", "free", "n_peas", "busy", "blocked", "bound",
                  "reconfiguring", "alive", "running", "tag", "mark", "prefetch_task",
-                 "prefetch_done")
+                 "prefetch_done", "runs")
 
     def __init__(self, tbu_id: int, cluster: int, local: int, pea_ids: list[int]) -> None:
         self.id = tbu_id
@@ -37,6 +37,7 @@ class TBU:
         self.mark = False  # free for the policy (e.g. membership of an availability list)
         self.prefetch_task = UNBOUND  # context being fetched ahead into a shadow buffer
         self.prefetch_done = 0
+        self.runs: set[object] = set()  # runs in flight here (to re-execute them on a fault)
 
     def __repr__(self) -> str:
         return f"TBU({self.id}, cluster={self.cluster}, bound={self.bound}, free={len(self.free)})"

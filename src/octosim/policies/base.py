@@ -78,6 +78,10 @@ class Policy:
     def on_bound(self, tbu: TBU) -> None:
         """``tbu`` finished loading a context."""
 
+    def on_fault(self, tbu: TBU) -> None:
+        """``tbu`` failed (``--fault``): it is dead, its runs will come back through
+        ``on_ready``. Policies drop it from their structures and may rebind others."""
+
     def on_decision(self, node: Node, frame: Frame, outcome: int) -> None:
         """A Control Block was decided (what a CBU sees before the work arrives): a foreach's
         number of copies, a branch's case index (-1: none taken), a loop's iterations when it

@@ -102,6 +102,17 @@ class IndiscriminatePolicy(Policy):
                 return
         self.queues[home].append(run)
 
+    def on_fault(self, tbu: TBU) -> None:
+        sim = self.sim
+        assert sim is not None
+        c = tbu.cluster
+        if not any(t.alive for t in sim.chip.cluster_tbus[c]):
+            q = self.queues[c]
+            while q:
+                run = q.popleft()
+                run.inst.cluster = self.place_instance(run.inst)
+                self.on_ready(run)
+
     def on_freed(self, tbu: TBU) -> None:
         sim = self.sim
         assert sim is not None

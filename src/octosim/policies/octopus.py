@@ -266,6 +266,32 @@ class OctopusPolicy(Policy):
             if not tbu.free:
                 break
 
+    def on_fault(self, tbu: TBU) -> None:
+        """Forget the dead TBU's runs (they come back through ``on_ready``); if its whole
+        cluster died, its queued runs move to other clusters. Types left without a TBU get
+        one from the scheduler at its next pass (a starving type always does)."""
+        sim = self.sim
+        assert sim is not None
+        c = tbu.cluster
+        for run in self.running.get(tbu.id, []):
+            self.rwork[c][run.tt.idx] -= run.work
+            ann = self.announced.pop(run.seq, None)
+            if ann is not None:
+                for i, v in enumerate(ann):
+                    self.forecast[run.inst.cluster][i] -= v
+        self.running[tbu.id] = []
+        tbu.mark = False
+        tbu.tag = None
+        if not any(t.alive for t in sim.chip.cluster_tbus[c]):
+            for idx, q in enumerate(self.queues[c]):
+                while q:
+                    run = q.popleft()
+                    self.qwork[c][idx] -= run.work
+                    run.inst.cluster = self.place_instance(run.inst)
+                    self.on_ready(run)
+        else:
+            self._rebalance(c)
+
     # --- coarse-grained: the cluster scheduler rebinds TBUs ---------------------------------
 
     def _bind(self, tbu: TBU, idx: int) -> None:

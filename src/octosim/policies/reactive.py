@@ -149,18 +149,3 @@ class ReactivePolicy(StaticPolicy):
         if not candidates:
             return None
         return min(candidates, key=lambda t: (t.busy + t.blocked, t.id))
-
-    def drained(self, tbu: TBU) -> None:
-        if tbu.busy or tbu.blocked:
-            return
-        sim = self.sim
-        assert sim is not None
-        target = tbu.tag
-        tbu.tag = None
-        if tbu.mark:
-            tbu.mark = False
-            lst = self.avail[tbu.cluster][tbu.bound]
-            if tbu in lst:
-                lst.remove(tbu)
-        assert isinstance(target, int)
-        sim.bind(tbu, target)

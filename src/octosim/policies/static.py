@@ -171,4 +171,57 @@ class StaticPolicy(Policy):
             self.avail[tbu.cluster][idx].append(tbu)
 
     def drained(self, tbu: TBU) -> None:
-        """A TBU marked for rebinding freed PEAs (used by policies that rebalance)."""
+        """A TBU marked for rebinding (``tag``: its new type) freed PEAs: once it holds no
+        work, load the new context."""
+        if tbu.busy or tbu.blocked:
+            return
+        sim = self.sim
+        assert sim is not None
+        target = tbu.tag
+        tbu.tag = None
+        if tbu.mark:
+            tbu.mark = False
+            lst = self.avail[tbu.cluster][tbu.bound]
+            if tbu in lst:
+                lst.remove(tbu)
+        assert isinstance(target, int)
+        sim.bind(tbu, target)
+
+    def on_fault(self, tbu: TBU) -> None:
+        """A TBU died. If its type has no TBU left in the cluster, the TBU of the best
+        provided type that drains first is rebound to it (a static mapping is recompiled
+        around the fault); if the whole cluster died, its queued runs move to others."""
+        sim = self.sim
+        assert sim is not None
+        c = tbu.cluster
+        if tbu.mark:
+            tbu.mark = False
+        alive = [t for t in sim.chip.cluster_tbus[c] if t.alive]
+        if not alive:
+            for q in self.queues[c]:
+                while q:
+                    run = q.popleft()
+                    self.queued_work[c][run.tt.idx] -= run.work
+                    run.inst.cluster = self.place_instance(run.inst)
+                    self.on_ready(run)
+            return
+        counts = [0] * len(sim.task_types)
+        for t in alive:
+            target = t.tag if t.tag is not None else t.bound
+            if isinstance(target, int) and target >= 0:
+                counts[target] += 1
+        for idx, n in enumerate(counts):
+            if n:
+                continue
+            donor = max(range(len(counts)), key=lambda i: (counts[i], -i))
+            if counts[donor] < 2:
+                return  # too few TBUs left to give every type one: work waits for none
+            cands = [t for t in alive if t.bound == donor and t.tag is None]
+            if not cands:
+                continue
+            pick = min(cands, key=lambda t: (t.busy + t.blocked, t.id))
+            pick.tag = idx
+            counts[donor] -= 1
+            counts[idx] += 1
+            if pick.busy == 0 and pick.blocked == 0:
+                self.drained(pick)
