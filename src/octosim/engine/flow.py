@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from octosim.engine.tasks import TaskType
 from octosim.errors import UserError
 from octosim.model.dists import Value, round_count
 from octosim.model.expr import ExprError
@@ -88,6 +89,17 @@ class FlowRunner:
         if phase is not None:
             value = phase.overrides.get(name, value)
         return self.draw(value, frame, key, where)
+
+    def sample_work(self, tt: TaskType, frame: Frame, key: str) -> tuple[int, float]:
+        """A run's work on one PEA and its ``scale`` (1 for general tasks): the one place
+        where a Task Block's dynamic run time is drawn, for the engine and the profiler."""
+        if tt.cycles is not None:
+            return round_count(self.draw(tt.cycles, frame, key + "c",
+                                         f"tasks.{tt.name}.cycles")), 1.0
+        if tt.scale is None:
+            return tt.model_cycles, 1.0
+        scale = max(0.0, self.draw(tt.scale, frame, key + "s", f"tasks.{tt.name}.scale"))
+        return round_count(tt.model_cycles * scale), scale
 
     def start_instance(self, inst: Any) -> Frame:
         scope: dict[str, float] = {}

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from octosim.engine.flow import FlowRunner, Frame
 from octosim.engine.sim import Instance
 from octosim.engine.tasks import TaskType
-from octosim.model.dists import round_count
 from octosim.model.rng import KeyedRandom
 from octosim.model.workflow import TaskNode, Workflow
 
@@ -39,14 +38,7 @@ def profile_workflow(wf: Workflow, task_types: list[TaskType], seed: int,
     def on_task(frame: Frame, node: TaskNode) -> None:
         tt = task_types[node.task.index]
         key = f"{frame.inst.id}{frame.path}/{node.block}/"
-        scale = 1.0
-        if tt.cycles is not None:
-            w = round_count(runner.draw(tt.cycles, frame, key + "c", tt.name))
-        else:
-            w = tt.model_cycles
-            if tt.scale is not None:
-                scale = max(0.0, runner.draw(tt.scale, frame, key + "s", tt.name))
-                w = round_count(w * scale)
+        w, scale = runner.sample_work(tt, frame, key)
         counts[tt.idx] += 1
         work[tt.idx] += max(w, tt.floor_cycles * scale)
         pending.append((frame, node))

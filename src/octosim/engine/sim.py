@@ -474,14 +474,7 @@ class Simulation:
             inst.cluster = self.policy.place_instance(inst)
         key = f"{inst.id}{frame.path}/{node.block}/"
         flow = self.flow
-        scale = 1.0
-        if tt.cycles is not None:
-            work = round_count(flow.draw(tt.cycles, frame, key + "c", f"tasks.{tt.name}.cycles"))
-        else:
-            work = tt.model_cycles
-            if tt.scale is not None:
-                scale = max(0.0, flow.draw(tt.scale, frame, key + "s", f"tasks.{tt.name}.scale"))
-                work = round_count(work * scale)
+        work, scale = flow.sample_work(tt, frame, key)
         out_bytes = 0
         if tt.out_bytes.names or tt.out_bytes.is_random or tt.out_bytes.mean_hint():
             out_bytes = round_count(flow.draw(tt.out_bytes, frame, key + "o",
