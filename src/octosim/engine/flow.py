@@ -7,7 +7,9 @@ of CBs passed (``Frame.cbs``). The interpreter is shared by the timed engine and
 untimed profiler, so both see the same decisions for the same keys.
 
 Random draws are keyed ``{instance}{path}/{block}/{what}``: ``path`` names the foreach copy
-and loop iteration the frame belongs to, ``block`` the node; nothing depends on event order.
+and loop iteration the frame belongs to, ``block`` the node, ``what`` the quantity (``c``
+cycles, ``s`` scale, ``o`` out_bytes, ``n`` a count, ``b`` a branch, ``v.NAME`` a variable a
+task sets, so no variable name can share a task's own stream); nothing depends on event order.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class FlowRunner:
         if task.sets:
             base = f"{frame.inst.id}{frame.path}/{node.block}/"
             for name, value in task.sets.items():
-                frame.scope[name] = self.draw_var(name, value, frame, base + name,
+                frame.scope[name] = self.draw_var(name, value, frame, base + "v." + name,
                                                   f"tasks.{task.name}.sets.{name}")
         frame.cp += cp_cycles
         frame.cbs = 0

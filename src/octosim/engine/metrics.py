@@ -53,6 +53,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "task_runs": sum(sim.task_count),
         "reconfigurations": sim.reconfigurations,
         "reexecutions": sim.reexecutions,
+        "backpressure_spills": sim.backpressure_spills,
         "faults": [f.text for f in sim.faults],
         "noc": {
             "bytes": mesh.bytes_moved,

@@ -11,7 +11,11 @@ type (stage) has ``buffer_slots`` times the TBUs bound to it (at least one TBU's
 A run occupies a slot from when its producer deposits it until it starts. A producer whose
 successor finds the slots full keeps its PEAs (``blocked``) until the successor gets one. Only
 forward edges (to a later stage in flow order) are bounded; edges back to earlier stages
-(loops) are not, so blocking can never form a cycle and deadlock.
+(loops) are not. When each TBU serves one stage (static, reactive) blocking cannot form a
+cycle. When PEAs are shared between types (indiscriminate, octopus) the blocked producers can
+hold every PEA the waiting successor could use; when nothing else can progress, a blocked
+producer spills its output past the full buffer (to memory) and frees its PEAs. Spills
+are counted in ``backpressure_spills`` and cost no time.
 """
 
 from __future__ import annotations
@@ -238,6 +242,7 @@ class Simulation:
         self.task_wait = [0] * n
         self.task_service = [0] * n
         self.reexecutions = 0
+        self.backpressure_spills = 0
         self.wall_seconds = 0.0
         self._progress = 0  # task starts and arrivals, for the watchdog
         self.watchdog_events = WATCHDOG_EVENTS
@@ -562,6 +567,27 @@ class Simulation:
                 if not w.pending:
                     self._unblock(w)
 
+    def _spill(self) -> bool:
+        """Break a back-pressure deadlock: a blocked producer (the first in stage order) hands
+        its held runs on past the full buffers and frees its PEAs. False if none holds PEAs."""
+        w = next((b for ws in self._waiters for b in ws
+                  if b.run is not None and b.run.tbu is not None and b.run.tbu.alive), None)
+        if w is None:
+            return False  # only arrivals are held: no PEAs to free
+        self._account(self.now)
+        for idx, q in list(w.pending.items()):
+            self._waiters[idx].remove(w)
+            while q:
+                run = q.popleft()
+                self.held_work[idx] -= run.work
+                self.occupancy[idx] += 1
+                self._make_ready(run)
+        w.pending.clear()
+        self.backpressure_spills += 1
+        self._progress += 1
+        self._unblock(w)
+        return True
+
     def _unblock(self, w: _Blocked) -> None:
         run = w.run
         if run is None:
@@ -738,7 +764,13 @@ class Simulation:
         progress_seen = -1
         idle_since = 0
         idle_now = 0
-        while heap:
+        while True:
+            if not heap:
+                if self.instances_done < self.wf.count and self._spill():
+                    while ready_now:
+                        policy_ready(ready_now.popleft())
+                    continue
+                break
             t, _, _, kind, payload = pop(heap)
             self.now = t
             events += 1
@@ -774,7 +806,13 @@ class Simulation:
                 elif events - idle_since >= self.watchdog_events and (
                     t == idle_now or not any(e[3] != _TIMER for e in heap)
                 ):
-                    # Only timers left, or time stands still: nothing will ever progress.
+                    # Only timers left, or time stands still: nothing will ever progress
+                    # unless a producer held by back-pressure lets go of its PEAs.
+                    if self._spill():
+                        idle_since = events
+                        while ready_now:
+                            policy_ready(ready_now.popleft())
+                        continue
                     self.events = events
                     self._stuck(f"{events - idle_since} events without progress")
         self.events = events

@@ -147,7 +147,8 @@ def _compile(node: ast.AST, names: set[str], depth: int) -> Compiled:
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise UserError(f"operator {type(node.op).__name__} is not allowed")
-        return lambda env: op(left(env), right(env))
+        binop: Callable[[Any, Any], Any] = op
+        return lambda env: binop(left(env), right(env))
     if isinstance(node, ast.UnaryOp):
         operand = _compile(node.operand, names, d)
         if isinstance(node.op, ast.USub):

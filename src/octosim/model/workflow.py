@@ -269,7 +269,7 @@ class _FlowCompiler:
             lw = f"{where}.loop"
             extra = set(spec) - {"while", "count", "do", "max_iterations"}
             if extra:
-                raise self.err(lw, f"unknown field {sorted(extra)[0]!r}")
+                raise self.err(lw, f"unknown field {sorted(map(str, extra))[0]!r}")
             if ("while" in spec) == ("count" in spec):
                 raise self.err(lw, "give exactly one of 'while' and 'count'")
             if "do" not in spec:
@@ -279,10 +279,10 @@ class _FlowCompiler:
                 raise self.err(f"{lw}.max_iterations", "must be an integer from 1 to 10000000")
             block = self._block(where)
             cond = self._expr(spec["while"], f"{lw}.while") if "while" in spec else None
-            count = (self._val(spec["count"], f"{lw}.count", MAX_COUNT) if "count" in spec
-                     else None)
+            loop_count = (self._val(spec["count"], f"{lw}.count", MAX_COUNT) if "count" in spec
+                          else None)
             body = self.seq(spec["do"], f"{lw}.do", depth + 1)
-            return LoopNode(block, where, cond, count, body, mi)
+            return LoopNode(block, where, cond, loop_count, body, mi)
         if "branch" in keys:
             if keys != {"branch"}:
                 raise self.err(where, "branch takes only a list of cases")
@@ -297,7 +297,7 @@ class _FlowCompiler:
             block = self._block(where)
             arms = [self.seq(a, f"{pw}[{i}]", depth + 1) for i, a in enumerate(arms_raw)]
             return ParallelNode(block, where, arms)
-        raise self.err(where, f"unknown step {sorted(keys)[0]!r}; expected a task name, "
+        raise self.err(where, f"unknown step {sorted(map(str, keys))[0]!r}; expected a task name, "
                        "foreach, loop, branch or parallel")
 
     def branch(self, raw: Any, step_where: str, depth: int) -> BranchNode:

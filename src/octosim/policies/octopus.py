@@ -341,7 +341,11 @@ class OctopusPolicy(Policy):
             if ty >= 0:
                 count[ty] += 1
         held = sim.held_work if sim.chip.n_clusters == 1 else [0] * n
-        demand = [self.qwork[c][i] + 0.5 * self.rwork[c][i] + held[i] for i in range(n)]
+        queues = self.queues[c]
+        # One cycle per queued run on top of its work, so runs of zero cycles still count as
+        # demand (a type whose queue holds only such runs would otherwise never get a TBU).
+        demand = [self.qwork[c][i] + len(queues[i]) + 0.5 * self.rwork[c][i] + held[i]
+                  for i in range(n)]
         actual = list(demand)
         if p.pcs:
             fc = self.forecast[c]
@@ -354,7 +358,7 @@ class OctopusPolicy(Policy):
                 return
             # A type with runs queued and no TBU must get one (or it would never progress);
             # otherwise the most loaded type per TBU receives.
-            starving = [i for i in need if count[i] == 0 and self.qwork[c][i] > 0]
+            starving = [i for i in need if count[i] == 0 and queues[i]]
             if starving:
                 r = max(starving, key=lambda i: (demand[i], -i))
             else:
