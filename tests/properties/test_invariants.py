@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from octosim.engine.metrics import summarize
@@ -27,6 +27,7 @@ from octosim.model.rng import KeyedRandom
 from tests.strategies import (
     archs,
     budget,
+    min_working_tbus,
     pea_ids,
     policy_configs,
     policy_names,
@@ -204,6 +205,57 @@ def test_every_random_draw_has_its_own_key(policy: str, data: st.DataObject) -> 
     runs = Counter(s["key"] for s in rec.starts)
     dup_runs = [k for k, n in runs.items() if n > 1]
     assert not dup_runs, f"task runs share (instance, path, block) {dup_runs[0]}"
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+class _FaultLedger(Observer):
+    def __init__(self) -> None:
+        self.done: Counter[int] = Counter()
+        self.aborted = 0
+        self.finished: Counter[int] = Counter()
+
+    def task_done(self, run: TaskRun, now: int) -> None:
+        self.done[run.seq] += 1
+
+    def task_aborted(self, run: TaskRun, now: int) -> None:
+        self.aborted += 1
+
+    def instance_done(self, inst: Instance, now: int) -> None:
+        self.finished[inst.id] += 1
+
+
+@per_policy
+@settings_
+@given(data=st.data())
+def test_faults_lose_no_instance_and_count_reexecutions_apart(
+    policy: str, data: st.DataObject
+) -> None:
+    """A TBU that dies mid-run: its work in flight is re-executed elsewhere, every instance
+    still completes once, every execution is counted once and the aborted attempts apart, and
+    the task counts equal the healthy run's (common random numbers)."""
+    sc = scenario(data, policy)
+    arch = sc["arch"]
+    dead = set(arch.get("defects", {}).get("dead_tbus", []))
+    n_tasks = len(sc["workflow"]["tasks"])
+    # Only where a spare working TBU exists in every cluster (else a type may have no home).
+    assume(min_working_tbus(arch) > n_tasks and "partition" not in sc["policy"])
+    healthy = simulate(run_config(**sc))
+    n_tbus = arch["cluster"]["tbus"] * arch["grid"]["rows"] * arch["grid"]["cols"]
+    victim = data.draw(st.sampled_from([t for t in range(n_tbus) if t not in dead]), "victim")
+    at = data.draw(st.integers(min_value=0, max_value=max(0, healthy.makespan)), "cycle")
+    cfg = run_config(**sc)
+    cfg.faults = (f"tbu:{victim}@{at}",)
+    ledger = _FaultLedger()
+    sim = simulate(cfg, observers=[ledger])
+    count = sc["workflow"]["arrivals"]["count"]
+    assert sim.instances_done == count
+    assert ledger.finished == Counter(range(count))
+    assert all(n == 1 for n in ledger.done.values())
+    assert sum(ledger.done.values()) == sum(sim.task_count)
+    assert sim.task_count == healthy.task_count
+    assert ledger.aborted == sim.reexecutions
 
 
 # --- regressions: bugs these properties found, fixed ---------------------------------------------

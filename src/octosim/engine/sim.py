@@ -435,6 +435,7 @@ class Simulation:
             self.stage_tbus[tbu.bound] -= 1
         tbu.bound = UNBOUND
         tbu.reconfiguring = True
+        tbu.loading = task
         self.reconfig_peas += tbu.n_peas
         tt = self.task_types[task]
         if tbu.prefetch_task == task:
@@ -663,6 +664,7 @@ class Simulation:
             return  # failed while loading
         self._account(self.now)
         tbu.reconfiguring = False
+        tbu.loading = UNBOUND
         tbu.bound = task
         self.stage_tbus[task] += 1
         ctx = self.pea_ctx

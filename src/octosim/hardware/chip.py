@@ -18,8 +18,8 @@ class TBU:
     """A Task Block Unit: PEAs bound together to one TB type."""
 
     __slots__ = ("id", "cluster", "local", "free", "n_peas", "busy", "blocked", "bound",
-                 "reconfiguring", "alive", "running", "tag", "mark", "prefetch_task",
-                 "prefetch_done", "runs")
+                 "reconfiguring", "loading", "alive", "running", "tag", "mark",
+                 "prefetch_task", "prefetch_done", "runs")
 
     def __init__(self, tbu_id: int, cluster: int, local: int, pea_ids: list[int]) -> None:
         self.id = tbu_id
@@ -31,6 +31,7 @@ class TBU:
         self.blocked = 0  # PEAs holding output that back-pressure keeps from leaving
         self.bound = UNBOUND  # task type index whose context the PEAs hold
         self.reconfiguring = False
+        self.loading = UNBOUND  # while reconfiguring: the task type whose context it loads
         self.alive = True
         self.running = 0  # task runs in flight on this TBU
         self.tag: object = None  # free for the policy

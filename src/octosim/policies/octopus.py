@@ -173,7 +173,9 @@ class OctopusPolicy(Policy):
         if lst:
             tbu = lst[-1]
             self._start(run, tbu, self._grant(idx, len(tbu.free), len(q) + 1), c)
-            if len(tbu.free) < kmin:
+            # _start may rebalance and so change the list; unusable entries left deeper in
+            # it are dropped lazily by the loop above.
+            if lst and lst[-1] is tbu and len(tbu.free) < kmin:
                 lst.pop()
                 tbu.mark = False
         else:

@@ -207,7 +207,7 @@ class StaticPolicy(Policy):
             return
         counts = [0] * len(sim.task_types)
         for t in alive:
-            target = t.tag if t.tag is not None else t.bound
+            target = t.tag if t.tag is not None else (t.loading if t.reconfiguring else t.bound)
             if isinstance(target, int) and target >= 0:
                 counts[target] += 1
         for idx, n in enumerate(counts):
@@ -216,12 +216,13 @@ class StaticPolicy(Policy):
             donor = max(range(len(counts)), key=lambda i: (counts[i], -i))
             if counts[donor] < 2:
                 return  # too few TBUs left to give every type one: work waits for none
-            cands = [t for t in alive if t.bound == donor and t.tag is None]
+            cands = [t for t in alive if t.tag is None and (
+                t.bound == donor or (t.reconfiguring and t.loading == donor))]
             if not cands:
                 continue
             pick = min(cands, key=lambda t: (t.busy + t.blocked, t.id))
             pick.tag = idx
             counts[donor] -= 1
             counts[idx] += 1
-            if pick.busy == 0 and pick.blocked == 0:
-                self.drained(pick)
+            if pick.busy == 0 and pick.blocked == 0 and not pick.reconfiguring:
+                self.drained(pick)  # else when it drains, or when its context has loaded
