@@ -24,6 +24,7 @@ Scheduling (Deng et al., arXiv 2405.17221), each switchable for ablation.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,9 @@ class OctopusParams(PolicyParams):
     forecast_weight: float = Field(0.5, ge=0.0, le=10.0,
                                    description="weight of announced work against work waiting")
     max_moves: int = Field(4, ge=1, le=1024, description="TBUs moved per scheduler pass")
+    horizon_grant: bool = Field(True, description="ATS grants a run enough PEAs to finish "
+                                "within the time the cluster needs for the work it holds "
+                                "(a started run cannot move: a narrow long run is a long tail)")
 
 
 class _Learned:
@@ -96,6 +100,8 @@ class OctopusPolicy(Policy):
         n = len(types)
         nc = sim.chip.n_clusters
         self.kmin = [tt.kmin for tt in types]
+        self.cluster_peas = [max(1, sum(t.n_peas for t in sim.chip.cluster_tbus[c] if t.alive))
+                             for c in range(nc)]
         self.kmax = [min(tt.kmax, sim.arch.tbu.peas) for tt in types]
         self.queues: list[list[deque[TaskRun]]] = [[deque() for _ in range(n)] for _ in range(nc)]
         self.qwork = [[0.0] * n for _ in range(nc)]
@@ -153,11 +159,18 @@ class OctopusPolicy(Policy):
 
     # --- fine-grained: runs onto PEAs of TBUs bound to their type ---------------------------
 
-    def _grant(self, idx: int, free: int, waiting: int) -> int:
+    def _grant(self, run: TaskRun, free: int, waiting: int, c: int) -> int:
+        idx = run.tt.idx
         kmin = self.kmin[idx]
         if not self.params.ats:
             return kmin
         k = free // max(1, waiting)
+        if self.params.horizon_grant:
+            # The cluster's work in hand, spread over its PEAs, is how long it stays busy; a
+            # run granted fewer PEAs than it needs to end within that outlasts everything.
+            horizon = (sum(self.qwork[c]) + sum(self.rwork[c])) / self.cluster_peas[c]
+            need = math.ceil(run.work / horizon) if horizon >= 1 else self.kmax[idx]
+            k = max(k, need)
         return max(kmin, min(self.kmax[idx], k, free))
 
     def on_ready(self, run: TaskRun) -> None:
@@ -172,7 +185,7 @@ class OctopusPolicy(Policy):
         q = self.queues[c][idx]
         if lst:
             tbu = lst[-1]
-            self._start(run, tbu, self._grant(idx, len(tbu.free), len(q) + 1), c)
+            self._start(run, tbu, self._grant(run, len(tbu.free), len(q) + 1, c), c)
             # _start may rebalance and so change the list; unusable entries left deeper in
             # it are dropped lazily by the loop above.
             if lst and lst[-1] is tbu and len(tbu.free) < kmin:
@@ -242,7 +255,7 @@ class OctopusPolicy(Policy):
         while q and len(free) >= kmin:
             run = q.popleft()
             self.qwork[c][idx] -= run.work
-            self._start(run, tbu, self._grant(idx, len(free), len(q) + 1), c)
+            self._start(run, tbu, self._grant(run, len(free), len(q) + 1, c), c)
         if not q and free and self.params.ats:
             self._grow(tbu)
         if len(free) >= kmin and not tbu.mark:
