@@ -306,6 +306,40 @@ class OctopusPolicy(Policy):
                     self.on_ready(run)
         else:
             self._rebalance(c)
+            if not (self.params.dds or self.params.pcs):
+                self._cover_all_types(c)
+
+    def _cover_all_types(self, c: int) -> None:
+        """Without a cluster scheduler nothing rebinds later: recompile the mapping around a
+        fault now, so that every type keeps a TBU (taken from the type with the most)."""
+        sim = self.sim
+        assert sim is not None
+        n = len(sim.task_types)
+        tbus = [t for t in sim.chip.cluster_tbus[c] if t.alive]
+        count = [0] * n
+        for t in tbus:
+            ty = self._type_of(t)
+            if ty >= 0:
+                count[ty] += 1
+        for idx in range(n):
+            if count[idx]:
+                continue
+            d = max(range(n), key=lambda i: (count[i], -i))
+            if count[d] < 2:
+                return  # too few TBUs left to give every type one
+            tbu = self._donor_tbu(tbus, d)
+            if tbu is not None:
+                self._move(tbu, idx)
+            else:
+                # The donor type's TBUs are still loading: redirect one when it is ready.
+                tbu = next((t for t in tbus if t.reconfiguring and t.tag is None
+                            and self.incoming.get(t.id) == d), None)
+                if tbu is None:
+                    continue
+                tbu.tag = idx
+            count[d] -= 1
+            count[idx] += 1
+            self.moves += 1
 
     # --- coarse-grained: the cluster scheduler rebinds TBUs ---------------------------------
 
