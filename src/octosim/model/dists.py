@@ -49,6 +49,11 @@ class Value:
 
     def checked(self, x: float) -> float:
         """``x`` if it is finite and within :attr:`limit`, else :class:`ExprError`."""
+        t = type(x)
+        if (t is float or t is int) and -MAX_MAGNITUDE <= x <= (
+            MAX_MAGNITUDE if self.limit is None else min(self.limit, MAX_MAGNITUDE)
+        ):
+            return x  # the common case, without the slower checks below (NaN fails the test)
         if not _finite(x):
             raise ExprError(f"value {_show(x)} is not a finite number")
         if self.limit is not None and x > self.limit:
