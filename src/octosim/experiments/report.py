@@ -124,28 +124,49 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("failures"):
         parts += ["## Failed runs", ""] + [f"- `{f['spec']}`: {f['error']}"
                                            for f in report["failures"]] + [""]
-    parts += [ASSUMPTIONS]
+    parts += [assumptions(report)]
     return "\n".join(parts)
 
 
-ASSUMPTIONS = """## What this model assumes
+def assumptions(report: dict[str, Any]) -> str:
+    """What the model assumes, with every figure read from the arch file and the policies'
+    defaults (so the text follows the configuration it describes)."""
+    from octosim.model.arch import parse_arch
+    from octosim.model.loader import load_yaml_file
+    from octosim.policies.octopus import OctopusParams
+    from octosim.policies.static import StaticParams
+    from octosim.workloads import resolve
+
+    path = resolve("arch", report["arch"])
+    a = parse_arch(load_yaml_file(path), str(path))
+    st, oc = StaticParams(), OctopusParams()
+    swept = report.get("baseline_settings", {}).get("static", [])
+    grant = (f"the PEAs its sweep chose (`{' '.join(swept)}`)" if swept
+             else f"its default PEA grant (`policy.peas={st.peas}`)")
+    clusters = a.grid.rows * a.grid.cols
+    return f"""## What this model assumes
 
 The paper's full text, its simulator and its workloads are not available to us; these numbers
 come from our own model, and these are the assumptions where it had to choose:
 
-- **Hardware.** One cluster of 16 TBUs × 16 PEAs of 16×16 MACs at 1 GHz; a TBU bound to a type
-  holds up to 8 MiB of its int8 weights in its PEAs' SRAM and streams the rest from a shared
-  256 B/cycle memory channel on every run; a reconfiguration costs 500 cycles plus the context
-  over that channel. PEA cycles come from a SCALE-Sim-exact systolic model of each layer.
-- **Baselines.** `static` partitions TBUs by profiled demand (min-max optimal), gives each run
-  its minimum PEAs, routes Control Blocks through a 2,000-cycle host round trip, and has 4
-  input slots per TBU with back-pressure. `reactive` adds rebinding on sustained imbalance,
-  swept and tuned. `indiscriminate` shares every PEA across types, paying a context load each
-  time a PEA switches type and streaming the weights its few PEAs cannot hold.
-- **Octopus.** Control Blocks on the CBU (20 cycles + 1 control-plane hop); unbounded shared
-  per-type queues; rebinding by a cluster scheduler every 20,000 cycles and whenever a TBU goes
-  idle; ATS grants and growth; PCS forecasts from decided Control Blocks and learned
-  statistics, with the new context prefetched while a TBU drains.
+- **Hardware** (`{report["arch"]}`). {clusters} cluster(s) of {a.cluster.tbus} TBUs ×
+  {a.tbu.peas} PEAs of {a.pea.rows}×{a.pea.cols} MACs at {a.clock_ghz:g} GHz; a TBU bound to a
+  type holds up to {a.tbu.peas * a.pea.sram_kib // 1024} MiB of its int8 weights in its PEAs'
+  SRAM and streams the rest from a shared {a.memory.bytes_per_cycle:g} B/cycle memory channel on
+  every run; a reconfiguration costs {a.reconfig.fixed_cycles} cycles plus the context over that
+  channel. PEA cycles come from a SCALE-Sim-exact systolic model of each layer.
+- **Baselines.** `static` partitions TBUs by profiled demand (min-max optimal), grants each run
+  {grant}, routes Control Blocks through a {st.host_cycles:,}-cycle
+  host round trip, and has {st.buffer_slots} input slots per TBU with back-pressure. `reactive`
+  adds rebinding on sustained imbalance, swept and tuned. `indiscriminate` shares every PEA
+  across types, paying a context load each time a PEA switches type and streaming the weights
+  its few PEAs cannot hold.
+- **Octopus.** Control Blocks on the CBU ({a.cluster.cbu_cycles} cycles + a
+  {a.control_plane.hop_cycles}-cycle control-plane hop); unbounded shared per-type queues;
+  rebinding by a cluster scheduler every {oc.rebalance_cycles:,} cycles and whenever a TBU
+  goes idle; ATS grants that follow the queue but let no run outlast the cluster's work in
+  hand, and growth; PCS forecasts from decided Control Blocks and learned statistics, with the
+  new context prefetched while a TBU drains.
 - **Workloads.** The built-in suite (docs/workloads.md); each run's dynamic behaviour is drawn
   from common random numbers, so every policy sees the same instances.
 """
