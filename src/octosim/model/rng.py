@@ -36,17 +36,20 @@ class Stream:
 class KeyedRandom:
     """Factory of streams keyed by the meaning of a draw, for one seed."""
 
-    __slots__ = ("seed", "_key")
+    __slots__ = ("seed", "_key", "_keyed")
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
         self._key = (self.seed & _MASK).to_bytes(8, "little") + (
             (self.seed >> 64) & _MASK
         ).to_bytes(8, "little")
+        # Copying a keyed hasher is cheaper than keying a new one; the digests are identical.
+        self._keyed = blake2b(digest_size=8, key=self._key)
 
     def stream(self, key: str) -> Stream:
-        digest = blake2b(key.encode(), digest_size=8, key=self._key).digest()
-        return Stream(int.from_bytes(digest, "little"))
+        h = self._keyed.copy()
+        h.update(key.encode())
+        return Stream(int.from_bytes(h.digest(), "little"))
 
     def uniform(self, key: str) -> float:
         return self.stream(key).uniform()
