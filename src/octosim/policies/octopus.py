@@ -144,6 +144,26 @@ class OctopusPolicy(Policy):
                                         f"than the {self.kmin[idx]} that {types[idx].name} needs")
                     self._bind(tbu, idx)
         self._armed = False
+        self._dirty = [False] * nc
+        self._dirty_list: list[int] = []
+        self._touch_all()
+
+    def _touch_all(self) -> None:
+        assert self.sim is not None
+        for c in range(self.sim.chip.n_clusters):
+            self._touch(c)
+
+    def _mark(self, c: int) -> None:
+        """State changed in cluster ``c``: its scheduler looks again at the next pass. Clusters
+        where nothing changed are skipped (their decision would be the same), so a pass costs
+        what changed, not the size of the chip."""
+        if not self._dirty[c]:
+            self._dirty[c] = True
+            self._dirty_list.append(c)
+
+    def _touch(self, c: int) -> None:
+        """Work arrived or finished in cluster ``c``: mark it and arm the next pass."""
+        self._mark(c)
         self._arm()
 
     def _arm(self) -> None:
@@ -199,7 +219,7 @@ class OctopusPolicy(Policy):
                     self._rebalance(c)
                 else:
                     self._steal_idle(c, idx)
-        self._arm()
+        self._touch(c)
 
     @staticmethod
     def _usable(tbu: TBU, idx: int, k: int) -> bool:
@@ -210,6 +230,7 @@ class OctopusPolicy(Policy):
         self.sim.start(run, tbu, k)
         self.running[tbu.id].append(run)
         self.rwork[c][run.tt.idx] += run.work
+        self._mark(c)
         if self.params.pcs:
             # Its successors arrive when it completes: announce them now. (Queued runs do not
             # announce: their successors are too far off to plan TBUs for.)
@@ -226,7 +247,8 @@ class OctopusPolicy(Policy):
         w = self.work_seen[idx]
         self.mean_work[idx] += (max(run.work, run.tt.floor_cycles) - self.mean_work[idx]) / (
             w + 8)
-        self._arm()
+        self._touch(tbu.cluster)
+        self._touch(run.inst.cluster)
         ann = self.announced.pop(run.seq, None)
         if ann is not None:
             fc = self.forecast[run.inst.cluster]
@@ -234,6 +256,7 @@ class OctopusPolicy(Policy):
                 fc[i] -= v
 
     def on_freed(self, tbu: TBU) -> None:
+        self._mark(tbu.cluster)
         idx = tbu.bound
         if idx < 0 or tbu.reconfiguring:
             return
@@ -372,8 +395,15 @@ class OctopusPolicy(Policy):
         sim = self.sim
         assert sim is not None
         self._armed = False
-        for c in sim.chip.alive_clusters:
-            self._rebalance(c)
+        todo = sorted(self._dirty_list)
+        self._dirty_list = []
+        dirty = self._dirty
+        alive = sim.cluster_alive
+        for c in todo:
+            dirty[c] = False
+        for c in todo:
+            if alive[c]:
+                self._rebalance(c)
 
     def _rebalance(self, c: int) -> None:
         sim = self.sim
