@@ -595,6 +595,28 @@ def test_variable_not_set_in_this_scope(tmp_path: Path, capsys: pytest.CaptureFi
         )
     )
     rc, _, err = cli(capsys, "run", str(p), *RUN, *PARTITION)
+    assert_user_error(rc, err, str(p), where="tasks.b.cycles",
+                      what="no path through the flow has set it")
+    rc, _, err = cli(capsys, "validate", str(p))  # found at load time, before any run
+    assert_user_error(rc, err, str(p), where="tasks.b.cycles",
+                      what="no path through the flow has set it")
+
+
+def test_variable_set_on_one_branch_only_fails_at_run_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `x` may be set (when the branch is taken), so loading accepts it; an instance that
+    # skips the branch then fails with the instance named.
+    p = tmp_path / "w.yaml"
+    p.write_text(
+        wf(
+            tasks="a: {kind: general, cycles: 1, sets: {x: 5}}\n"
+            "b: {kind: general, cycles: 'x * 10'}\n",
+            flow="- branch: [{p: 0.5, do: [a]}]\n- b\n",
+            count=20,
+        )
+    )
+    rc, _, err = cli(capsys, "run", str(p), *RUN, *PARTITION)
     assert_user_error(rc, err, str(p), where="tasks.b.cycles", what="'x' is not set here")
 
 
@@ -762,7 +784,13 @@ ARCH_CASES = [
         "zero-link-bandwidth",
         "noc: {link_bytes_per_cycle: 0}\n",
         "noc.link_bytes_per_cycle",
-        "greater than 0",
+        "greater than or equal to 0.001",
+    ),
+    (
+        "vanishing-memory-bandwidth",
+        "memory: {bytes_per_cycle: 2.8e-144}\n",  # found by the arch fuzzer: an overflow
+        "memory.bytes_per_cycle",
+        "greater than or equal to 0.001",
     ),
     ("unknown-field", "colour: blue\n", "colour", "unknown field"),
     ("bad-dataflow", "pea: {dataflow: xy}\n", "pea.dataflow", "'os', 'ws' or 'is'"),

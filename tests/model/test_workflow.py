@@ -193,7 +193,7 @@ def test_task_definition_fields() -> None:
           a: {kind: general, cycles: "2000 + 400 * k", peas: [1, 4], context_bytes: 64,
               out_bytes: {dist: uniform, low: 1, high: 3}, sets: {k: {dist: poisson, mean: 3}}}
         flow: [a]
-        """)
+        """, vars_="{k: 0}")
     a = wf.tasks["a"]
     assert a.kind == "general" and a.peas == (1, 4) and a.context_bytes == 64
     assert isinstance(a.cycles, Expr) and a.cycles.names == {"k"}
@@ -659,3 +659,32 @@ def test_runaway_loop_is_a_clear_error(tmp_path: Path) -> None:
         simulate(cfg)
     assert info.value.where == "flow[0]"
     assert "7 iterations" in info.value.what and "max_iterations" in info.value.what
+
+
+# --- variables read before any path can have set them ---------------------------------------
+
+_SETS_X = "  a: {kind: general, cycles: 1, sets: {x: 5}}\n  b: {kind: general, cycles: 'x * 10'}\n"
+
+
+@pytest.mark.parametrize(
+    "flow,ok",
+    [
+        ("[a, b]", True),
+        ("[b, a]", False),  # read before the only task that sets it
+        ("[{foreach: 2, do: [a]}, b]", False),  # foreach copies keep what they set
+        ("[{parallel: [[a], [a]]}, b]", False),  # so do parallel arms
+        ("[{foreach: 2, do: [a, b]}]", True),  # ... but see it inside
+        ("[{branch: [{p: 0.5, do: [a]}]}, b]", True),  # may be set: checked per instance
+        ("[{loop: {count: 2, do: [a]}}, b]", True),  # a loop body shares the scope
+        ("[{loop: {count: 2, do: [b, a]}}]", False),  # first iteration reads it unset
+        ("[{branch: [{when: 'x > 0', do: [a]}]}, b]", False),  # the condition reads it
+        ("[a, {loop: {while: 'x < 3', do: [b]}}]", True),
+    ],
+)
+def test_variable_read_where_no_path_has_set_it(flow: str, ok: bool) -> None:
+    body = f"tasks:\n{_SETS_X}flow: {flow}\n"
+    if ok:
+        parse(body)
+    else:
+        with pytest.raises(UserError, match="no path through the flow has set it"):
+            parse(body)

@@ -429,6 +429,8 @@ def parse_workflow(data: Any, file: str) -> Workflow:
             raise UserError(f"unknown variable {unknown[0]!r} (defined: "
                             f"{', '.join(sorted(defined)) or 'none'})", file=file, where=where)
 
+    _check_set_before_use(flow, frozenset(vars_), file)
+
     unused = [n for n in tasks if n not in fc.first_use]
     if unused:
         raise UserError(f"task {unused[0]!r} is never used in the flow", file=file,
@@ -449,3 +451,51 @@ def parse_workflow(data: Any, file: str) -> Workflow:
     )
     wf._phase_starts = [p.start for p in phases]
     return wf
+
+
+def _check_set_before_use(nodes: list[Node], defined: frozenset[str], file: str) -> frozenset[str]:
+    """Reject a variable read where no path through the flow can have set it yet (it would
+    fail on every instance that gets there). ``defined`` holds the variables that may be set
+    on entry; the result, those that may be set after ``nodes``. foreach copies and parallel
+    arms work on copies of the scope, so what they set stays inside; a branch or a loop body
+    shares its parent's scope."""
+
+    def need(names: frozenset[str], have: frozenset[str], where: str, at: str) -> None:
+        missing = sorted(names - have)
+        if missing:
+            raise UserError(f"variable {missing[0]!r} is read {at}, where no path through the "
+                            "flow has set it yet", file=file, where=where)
+
+    have = defined
+    for node in nodes:
+        if isinstance(node, TaskNode):
+            t = node.task
+            at = f"when {t.name} starts at {node.where}"
+            for name, value in (("cycles", t.cycles), ("scale", t.scale),
+                                ("out_bytes", t.out_bytes)):
+                if value is not None:
+                    need(value.names, have, f"tasks.{t.name}.{name}", at)
+            for var, value in t.sets.items():
+                need(value.names, have, f"tasks.{t.name}.sets.{var}",
+                     f"when {t.name} completes at {node.where}")
+                have = have | {var}
+        elif isinstance(node, ForeachNode):
+            need(node.count.names, have, f"{node.where}.foreach", "by the foreach count")
+            _check_set_before_use(node.body, have, file)
+        elif isinstance(node, ParallelNode):
+            for arm in node.arms:
+                _check_set_before_use(arm, have, file)
+        elif isinstance(node, BranchNode):
+            out = have
+            for case in node.cases:
+                if case.cond is not None:
+                    need(case.cond.names, have, f"{node.where}.branch", "by a branch condition")
+                out = out | _check_set_before_use(case.body, have, file)
+            have = out
+        elif isinstance(node, LoopNode):
+            if node.count is not None:
+                need(node.count.names, have, f"{node.where}.loop.count", "by the loop count")
+            if node.cond is not None:
+                need(node.cond.names, have, f"{node.where}.loop.while", "by the loop condition")
+            have = have | _check_set_before_use(node.body, have, file)
+    return have
