@@ -76,3 +76,15 @@ def test_progressing_run_is_not_stopped() -> None:
     sim.watchdog_events = 1
     sim.run()
     assert sim.instances_done == 5
+
+
+def test_time_beyond_2_62_cycles_is_a_user_error() -> None:
+    """Absurd but individually valid values (here 10^15-cycle gaps between 10^4 arrivals) end
+    with a clear error instead of overflowing the 64-bit latency statistics."""
+    from octosim.errors import UserError
+
+    wf = dict(WF, arrivals={"process": "periodic", "interarrival_cycles": 1e15, "count": 10_000})
+    sim = Simulation(parse_workflow(wf, "w.yaml"), parse_arch(ARCH, "a.yaml"), StaticPolicy(),
+                     seed=1)
+    with pytest.raises(UserError, match="far out of range"):
+        sim.run()

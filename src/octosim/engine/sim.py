@@ -130,6 +130,14 @@ class Fault:
                             f"{limit})")
 
 
+MAX_CYCLE = 1 << 62  # about 146 years at 1 GHz: later than this, an input value is absurd
+
+
+def _too_late(at: int) -> UserError:
+    return UserError(f"simulated time would pass cycle {MAX_CYCLE} (reached {at:.3g}): a "
+                     "workflow or arch value (cycles, bytes, bandwidth) is far out of range")
+
+
 class SimulationStuck(UserError):
     """The watchdog: work is outstanding but the run makes no progress."""
 
@@ -250,6 +258,8 @@ class Simulation:
     # --- policy API ---------------------------------------------------------------------------
 
     def schedule(self, at: int, kind: int, payload: Any) -> None:
+        if at >= MAX_CYCLE:
+            raise _too_late(at)
         self._seq += 1
         heapq.heappush(self._heap, (at, kind, self._seq, kind, payload))
 
@@ -346,6 +356,8 @@ class Simulation:
             run.mem_end = t_mem
             if t_mem > end:
                 end = t_mem
+        if end >= MAX_CYCLE:
+            raise _too_late(end)
         run.end_at = end
         idx = tt.idx
         self.task_count[idx] += 1

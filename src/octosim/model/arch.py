@@ -42,7 +42,7 @@ class GridSpec(_Strict):
 
 class NocSpec(_Strict):
     hop_cycles: int = Field(2, ge=0, le=10**6)
-    link_bytes_per_cycle: float = Field(64.0, gt=0, le=1e9)
+    link_bytes_per_cycle: float = Field(64.0, ge=1e-3, le=1e9)
 
 
 class ControlPlaneSpec(_Strict):
@@ -50,7 +50,7 @@ class ControlPlaneSpec(_Strict):
 
 
 class MemorySpec(_Strict):
-    bytes_per_cycle: float = Field(256.0, gt=0, le=1e12)
+    bytes_per_cycle: float = Field(256.0, ge=1e-3, le=1e12)
 
 
 class ReconfigSpec(_Strict):
