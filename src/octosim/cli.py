@@ -237,38 +237,51 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="simulate one workflow on one arch under one policy")
-    r.add_argument("workflow")
-    r.add_argument("--arch", default="octopus-chip")
-    r.add_argument("--policy", default="static")
-    r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--fault", action="append", default=[], metavar="UNIT:ID@CYCLE")
-    r.add_argument("--out")
-    r.add_argument("--trace")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("workflow", help="a built-in workflow name or a workflow YAML file")
+    r.add_argument("--arch", default="octopus-chip",
+                   help="a built-in arch name or an arch YAML file (default: %(default)s)")
+    r.add_argument("--policy", default="static",
+                   help="a registered policy (octosim list policies; default: %(default)s)")
+    r.add_argument("--seed", type=int, default=1,
+                   help="seed of the common random numbers (default: %(default)s)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="edit the configuration by dotted path, VALUE parsed as YAML "
+                        "(workflow.*, arch.*, policy.*); repeatable")
+    r.add_argument("--fault", action="append", default=[], metavar="UNIT:ID@CYCLE",
+                   help="kill tbu:ID or cluster:ID at CYCLE; repeatable")
+    r.add_argument("--out", metavar="DIR",
+                   help="write summary.json and the resolved configuration here")
+    r.add_argument("--trace", metavar="FILE",
+                   help="write a Chrome/Perfetto JSON trace (ui.perfetto.dev)")
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("compare", help="several policies on the same workflows, arch and seed")
-    c.add_argument("workflows", nargs="+")
-    c.add_argument("--arch", default="octopus-chip")
-    c.add_argument("--policies", default="static,reactive,indiscriminate,octopus")
-    c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    c.add_argument("--workers", type=int, default=None)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("workflows", nargs="+", help="built-in names or workflow YAML files")
+    c.add_argument("--arch", default="octopus-chip", help="default: %(default)s")
+    c.add_argument("--policies", default="static,reactive,indiscriminate,octopus",
+                   help="comma-separated; speed-ups are over the first (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=1, help="default: %(default)s")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="as for run, applied to every run; repeatable")
+    c.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per CPU)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("reproduce", help="the paper's evaluation on the built-in suite")
     rp.add_argument("--quick", action="store_true", help="fewer instances, one seed, no sweep")
-    rp.add_argument("--out")
-    rp.add_argument("--workers", type=int, default=None)
+    rp.add_argument("--out", metavar="DIR",
+                    help="write results.json, results.md and figures here")
+    rp.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: one per CPU)")
     rp.add_argument("--workflow", action="append", default=[],
                     help="restrict to these workflows (repeatable)")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
 
     v = sub.add_parser("validate", help="check workflow and arch files")
-    v.add_argument("files", nargs="+")
+    v.add_argument("files", nargs="+", help="workflow (owg: 1) or arch (arch: 1) YAML files")
     v.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("list", help="built-in workflows, archs, policies, models")
@@ -277,11 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
 
     m = sub.add_parser("model-cycles", help="PEA cycles of a model's layers")
-    m.add_argument("model", nargs="?")
-    m.add_argument("--topology", metavar="CSV")
-    m.add_argument("--pea", default="16x16")
-    m.add_argument("--dataflow", choices=["os", "ws", "is"], default="os")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("model", nargs="?", help="a model of the zoo (octosim list models)")
+    m.add_argument("--topology", metavar="CSV", help="a SCALE-Sim topology CSV instead")
+    m.add_argument("--pea", default="16x16", metavar="ROWSxCOLS",
+                   help="PE array size (default: %(default)s)")
+    m.add_argument("--dataflow", choices=["os", "ws", "is"], default="os",
+                   help="systolic dataflow (default: %(default)s)")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_model_cycles)
     return p
 
