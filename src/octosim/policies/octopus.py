@@ -335,15 +335,8 @@ class OctopusPolicy(Policy):
     def _cover_all_types(self, c: int) -> None:
         """Without a cluster scheduler nothing rebinds later: recompile the mapping around a
         fault now, so that every type keeps a TBU (taken from the type with the most)."""
-        sim = self.sim
-        assert sim is not None
-        n = len(sim.task_types)
-        tbus = [t for t in sim.chip.cluster_tbus[c] if t.alive]
-        count = [0] * n
-        for t in tbus:
-            ty = self._type_of(t)
-            if ty >= 0:
-                count[ty] += 1
+        n = len(self.kmin)
+        tbus, count = self._type_counts(c)
         for idx in range(n):
             if count[idx]:
                 continue
@@ -405,6 +398,18 @@ class OctopusPolicy(Policy):
             if alive[c]:
                 self._rebalance(c)
 
+    def _type_counts(self, c: int) -> tuple[list[TBU], list[int]]:
+        """The working TBUs of cluster ``c``, and how many serve each type (counting a TBU
+        by the type it is loading or draining towards)."""
+        assert self.sim is not None
+        tbus = [t for t in self.sim.chip.cluster_tbus[c] if t.alive]
+        count = [0] * len(self.kmin)
+        for t in tbus:
+            ty = self._type_of(t)
+            if ty >= 0:
+                count[ty] += 1
+        return tbus, count
+
     def _rebalance(self, c: int) -> None:
         sim = self.sim
         assert sim is not None
@@ -413,12 +418,7 @@ class OctopusPolicy(Policy):
         self._last_pass[c] = sim.now
         p = self.params
         n = len(sim.task_types)
-        tbus = [t for t in sim.chip.cluster_tbus[c] if t.alive]
-        count = [0] * n
-        for t in tbus:
-            ty = self._type_of(t)
-            if ty >= 0:
-                count[ty] += 1
+        tbus, count = self._type_counts(c)
         held = sim.held_work if sim.chip.n_clusters == 1 else [0] * n
         queues = self.queues[c]
         # One cycle per queued run on top of its work, so runs of zero cycles still count as
