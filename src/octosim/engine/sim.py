@@ -714,6 +714,7 @@ class Simulation:
             tbu.alive = False
             if tbu.reconfiguring:
                 tbu.reconfiguring = False
+                tbu.loading = UNBOUND
                 self.reconfig_peas -= tbu.n_peas
             elif tbu.bound == UNBOUND:
                 self.unbound_peas -= tbu.n_peas

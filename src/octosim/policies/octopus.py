@@ -32,7 +32,7 @@ from pydantic import Field
 
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
-from octosim.hardware.chip import TBU, UNBOUND
+from octosim.hardware.chip import TBU
 from octosim.model.dists import round_count
 from octosim.model.expr import ExprError
 from octosim.model.workflow import (
@@ -109,7 +109,6 @@ class OctopusPolicy(Policy):
         self.forecast = [[0.0] * n for _ in range(nc)]
         self.avail: list[list[list[TBU]]] = [[[] for _ in range(n)] for _ in range(nc)]
         self.running: dict[int, list[TaskRun]] = {t.id: [] for t in sim.chip.tbus}
-        self.incoming: dict[int, int] = {}
         self.announced: dict[int, list[float]] = {}
         self.learned: dict[int, _Learned] = {}
         self.moves = 0
@@ -349,7 +348,7 @@ class OctopusPolicy(Policy):
             else:
                 # The donor type's TBUs are still loading: redirect one when it is ready.
                 tbu = next((t for t in tbus if t.reconfiguring and t.tag is None
-                            and self.incoming.get(t.id) == d), None)
+                            and t.loading == d), None)
                 if tbu is None:
                     continue
                 tbu.tag = idx
@@ -367,17 +366,13 @@ class OctopusPolicy(Policy):
                 lst = self.avail[tbu.cluster][tbu.bound]
                 if tbu in lst:
                     lst.remove(tbu)
-        self.incoming[tbu.id] = idx
         self.sim.bind(tbu, idx)
-
-    def on_bound(self, tbu: TBU) -> None:
-        self.incoming.pop(tbu.id, None)
 
     def _type_of(self, tbu: TBU) -> int:
         if tbu.tag is not None:
             return int(tbu.tag)  # type: ignore[call-overload]
         if tbu.reconfiguring:
-            return self.incoming.get(tbu.id, UNBOUND)
+            return tbu.loading
         return tbu.bound
 
     def _has_tbus(self, c: int, idx: int) -> bool:
