@@ -317,6 +317,38 @@ def test_octopus_serves_a_type_whose_runs_have_zero_work() -> None:
     assert sim.instances_done == 1
 
 
+def test_octopus_does_not_lose_a_cluster_pass_within_one_cycle() -> None:
+    """Two clusters; a run of a type with no TBU queues in cluster 1 in the same cycle as
+    that cluster's pass, after it. The pass must be taken again later, not dropped (found by
+    the properties once passes visit only changed clusters)."""
+    wf = {
+        "owg": 1,
+        "name": "gen",
+        "arrivals": {"process": "poisson", "count": 3, "interarrival_cycles": 1},
+        "tasks": {
+            "t0": {"kind": "ai", "model": "mobilenet_v2", "scale": 0, "context_bytes": 0},
+            "task-1": {"kind": "ai", "model": "mobilenet_v2", "scale": 0.001},
+            "t2": {"kind": "general", "cycles": 4999},
+        },
+        "flow": [
+            {"parallel": [
+                ["t0", "t0"],
+                ["t0", {"loop": {"count": 3, "do": ["t0", "task-1", "t2"]}}],
+                ["t0", "t0"],
+            ]},
+            {"parallel": [[], ["t0"]]},
+        ],
+    }
+    arch = {"arch": 1, "name": "two", "clock_ghz": 0.5,
+            "pea": {"rows": 1, "cols": 1, "sram_kib": 0}, "tbu": {"peas": 1,
+                                                                  "split_efficiency": 0.0},
+            "cluster": {"tbus": 3, "cbu_cycles": 0}, "grid": {"rows": 1, "cols": 2},
+            "noc": {"hop_cycles": 0, "link_bytes_per_cycle": 1}, "control_plane": {"hop_cycles": 0},
+            "memory": {"bytes_per_cycle": 1}, "reconfig": {"fixed_cycles": 0}}
+    sim = simulate(run_config(wf, arch, {"name": "octopus"}, 0))
+    assert sim.instances_done == 3
+
+
 @pytest.mark.parametrize("policy", ["indiscriminate", "octopus"])
 def test_back_pressure_on_shared_peas_spills_instead_of_deadlocking(policy: str) -> None:
     """Producers blocked on a full stage can hold every PEA the stage could use when PEAs are

@@ -390,8 +390,14 @@ class OctopusPolicy(Policy):
         for c in todo:
             dirty[c] = False
         for c in todo:
-            if alive[c]:
-                self._rebalance(c)
+            if not alive[c]:
+                continue
+            if self._last_pass[c] == sim.now:
+                # It already passed this cycle, maybe before its latest change: look again at
+                # the next pass rather than lose the change.
+                self._touch(c)
+                continue
+            self._rebalance(c)
 
     def _type_counts(self, c: int) -> tuple[list[TBU], list[int]]:
         """The working TBUs of cluster ``c``, and how many serve each type (counting a TBU
