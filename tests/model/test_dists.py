@@ -214,10 +214,10 @@ def test_draws_are_keyed_not_sequential() -> None:
 
 
 def test_plain_values() -> None:
-    assert isinstance(compile_value(3), Const) and compile_value(3).draw(None, "", {}) == 3  # type: ignore[arg-type]
-    assert compile_value("2 * 3").draw(None, "", {}) == 6  # type: ignore[arg-type]
+    assert isinstance(compile_value(3), Const) and compile_value(3).sample(0, {}) == 3
+    assert compile_value("2 * 3").sample(0, {}) == 6
     e = compile_value("x + 1")
-    assert isinstance(e, Expr) and e.draw(None, "", {"x": 2}) == 3  # type: ignore[arg-type]
+    assert isinstance(e, Expr) and e.sample(0, {"x": 2}) == 3
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ class Recorder(Observer):
             "grants": [(now, list(run.peas))],
             "end": None,
             "work": run.work,
-            "key": (run.inst.id, run.frame.path, run.node.block),
+            "key": (run.inst.id, run.frame.key, run.node.block),
         }
         self.starts.append(rec)
         self.by_run.setdefault(id(run), rec)
@@ -119,20 +119,20 @@ def _runs_in(x: Any) -> Iterator[TaskRun]:
 
 
 @contextmanager
-def recording_draw_keys() -> Iterator[dict[int, list[str]]]:
+def recording_draw_keys() -> Iterator[dict[int, list[int]]]:
     """Record every key each :class:`KeyedRandom` draws a stream for, by ``id(rnd)``."""
-    keys: dict[int, list[str]] = defaultdict(list)
-    original = KeyedRandom.stream
+    keys: dict[int, list[int]] = defaultdict(list)
+    original = KeyedRandom.at
 
-    def stream(self: KeyedRandom, key: str) -> Any:
+    def at(self: KeyedRandom, key: int) -> Any:
         keys[id(self)].append(key)
         return original(self, key)
 
-    KeyedRandom.stream = stream  # type: ignore[method-assign]
+    KeyedRandom.at = at  # type: ignore[method-assign]
     try:
         yield keys
     finally:
-        KeyedRandom.stream = original  # type: ignore[method-assign]
+        KeyedRandom.at = original  # type: ignore[method-assign]
 
 
 def scenario(data: st.DataObject, policy: str) -> dict[str, Any]:

@@ -6,10 +6,12 @@ trip or CBU over the control plane) when the successor tasks are dispatched, fro
 of CBs passed (``Frame.cbs``). The interpreter is shared by the timed engine and by the
 untimed profiler, so both see the same decisions for the same keys.
 
-Random draws are keyed ``{instance}{path}/{block}/{what}``: ``path`` names the foreach copy
-and loop iteration the frame belongs to, ``block`` the node, ``what`` the quantity (``c``
-cycles, ``s`` scale, ``o`` out_bytes, ``n`` a count, ``b`` a branch, ``v.NAME`` a variable a
-task sets, so no variable name can share a task's own stream); nothing depends on event order.
+Random draws are keyed by (instance, path, block, what): each frame carries an integer
+``key`` that hashes its instance and its path (the foreach copies and loop iterations it
+belongs to, see :mod:`octosim.model.rng`); a draw XORs it with the salt of ``(block, what)``,
+``what`` being the quantity (``c`` cycles, ``s`` scale, ``o`` out_bytes, ``n`` a count, ``b``
+a branch, ``v.NAME`` a variable a task sets, so no variable name can share a task's own
+stream). Nothing depends on event order.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from octosim.engine.tasks import TaskType
 from octosim.errors import UserError
 from octosim.model.dists import Value, round_count
 from octosim.model.expr import ExprError
-from octosim.model.rng import KeyedRandom
+from octosim.model.rng import GOLDEN, MASK64, KeyedRandom, first_uniform, mix64, salt
 from octosim.model.workflow import (
     BranchNode,
     ForeachNode,
@@ -39,16 +41,16 @@ ROOT, CHILD, LOOP, BODY = 0, 1, 2, 3
 class Frame:
     """One sequence of nodes being executed for one instance."""
 
-    __slots__ = ("inst", "nodes", "idx", "scope", "path", "parent", "kind", "pending", "cp",
+    __slots__ = ("inst", "nodes", "idx", "scope", "key", "parent", "kind", "pending", "cp",
                  "cp_max", "cbs", "node", "iteration", "remaining")
 
-    def __init__(self, inst: Any, nodes: list[Node], scope: dict[str, float], path: str,
+    def __init__(self, inst: Any, nodes: list[Node], scope: dict[str, float], key: int,
                  parent: Frame | None, kind: int, cp: int, cbs: int) -> None:
         self.inst = inst
         self.nodes = nodes
         self.idx = 0
         self.scope = scope
-        self.path = path
+        self.key = key  # hashes (seed, instance, path): see octosim.model.rng
         self.parent = parent
         self.kind = kind
         self.pending = 0  # children still running (foreach / parallel join)
@@ -75,49 +77,70 @@ class FlowRunner:
         # loop iterations (when the loop ends). This is what a CBU sees, before the work.
         self.on_decision = on_decision
         self._stack: list[Frame] = []
+        # Salts of every (block, quantity), computed once (see octosim.model.rng).
+        n = wf.n_blocks
+        self.salt_block = [salt(f"block {b}") for b in range(n)]
+        self.salt_c = [salt(f"{b}/c") for b in range(n)]
+        self.salt_s = [salt(f"{b}/s") for b in range(n)]
+        self.salt_o = [salt(f"{b}/o") for b in range(n)]
+        self.salt_n = [salt(f"{b}/n") for b in range(n)]
+        self.salt_b = [salt(f"{b}/b") for b in range(n)]
+        self._salt_v: dict[tuple[int, str], int] = {}
+        self._salt_root_v = {name: salt(f"v/{name}") for name in wf.vars}
+
+    def salt_var(self, block: int, name: str) -> int:
+        """The salt of variable ``name`` set by the task at ``block``."""
+        key = (block, name)
+        s = self._salt_v.get(key)
+        if s is None:
+            s = self._salt_v[key] = salt(f"{block}/v.{name}")
+        return s
 
     # --- values ---------------------------------------------------------------------------
 
-    def draw(self, value: Value, frame: Frame, key: str, where: str) -> float:
+    def draw(self, value: Value, frame: Frame, key: int, where: str) -> float:
+        """``value`` for the draw keyed ``key`` (the frame key XOR the quantity's salt)."""
         try:
-            return value.draw(self.rnd, key, frame.scope)
+            return value.sample(self.rnd.at(key), frame.scope)
         except (ExprError, UserError) as exc:
             msg = exc.what if isinstance(exc, UserError) else str(exc)
             raise UserError(f"{msg} (instance {frame.inst.id})", file=self.wf.file,
                             where=where) from None
 
-    def draw_var(self, name: str, value: Value, frame: Frame, key: str, where: str) -> float:
+    def draw_var(self, name: str, value: Value, frame: Frame, key: int, where: str) -> float:
         phase = frame.inst.phase
         if phase is not None:
             value = phase.overrides.get(name, value)
         return self.draw(value, frame, key, where)
 
-    def sample_work(self, tt: TaskType, frame: Frame, key: str) -> tuple[int, float]:
+    def sample_work(self, tt: TaskType, frame: Frame, block: int) -> tuple[int, float]:
         """A run's work on one PEA and its ``scale`` (1 for general tasks): the one place
         where a Task Block's dynamic run time is drawn, for the engine and the profiler."""
         if tt.cycles is not None:
-            return round_count(self.draw(tt.cycles, frame, key + "c",
+            return round_count(self.draw(tt.cycles, frame, frame.key ^ self.salt_c[block],
                                          f"tasks.{tt.name}.cycles")), 1.0
         if tt.scale is None:
             return tt.model_cycles, 1.0
-        scale = max(0.0, self.draw(tt.scale, frame, key + "s", f"tasks.{tt.name}.scale"))
+        scale = max(0.0, self.draw(tt.scale, frame, frame.key ^ self.salt_s[block],
+                                   f"tasks.{tt.name}.scale"))
         return round_count(tt.model_cycles * scale), scale
 
     def start_instance(self, inst: Any) -> Frame:
         scope: dict[str, float] = {}
-        root = Frame(inst, self.wf.flow, scope, "", None, ROOT, 0, 0)
+        root = Frame(inst, self.wf.flow, scope, self.rnd.instance_key(inst.id), None, ROOT, 0, 0)
         for name, value in self.wf.vars.items():
-            scope[name] = self.draw_var(name, value, root, f"{inst.id}/v/{name}", f"vars.{name}")
+            scope[name] = self.draw_var(name, value, root, root.key ^ self._salt_root_v[name],
+                                        f"vars.{name}")
         self.resume(root)
         return root
 
     def task_done(self, frame: Frame, task: TaskDef, node: TaskNode, cp_cycles: int) -> None:
         """The task a frame waited for finished: apply its ``sets`` and go on."""
         if task.sets:
-            base = f"{frame.inst.id}{frame.path}/{node.block}/"
             for name, value in task.sets.items():
-                frame.scope[name] = self.draw_var(name, value, frame, base + "v." + name,
-                                                  f"tasks.{task.name}.sets.{name}")
+                frame.scope[name] = self.draw_var(
+                    name, value, frame, frame.key ^ self.salt_var(node.block, name),
+                    f"tasks.{task.name}.sets.{name}")
         frame.cp += cp_cycles
         frame.cbs = 0
         self.resume(frame)
@@ -144,7 +167,7 @@ class FlowRunner:
             f.cbs += 1
             if t is ForeachNode:
                 n = round_count(self.draw(node.count, f,  # type: ignore[attr-defined]
-                                          f"{inst_id}{f.path}/{node.block}/n",
+                                          f.key ^ self.salt_n[node.block],
                                           f"{node.where}.foreach"))
                 if n > 1_000_000:
                     raise UserError(f"foreach count {n} is larger than 1000000 (instance "
@@ -155,16 +178,18 @@ class FlowRunner:
                     continue
                 f.pending = n
                 f.cp_max = f.cp
+                bsalt = self.salt_block[node.block] ^ f.key
                 for j in range(n - 1, -1, -1):
                     stack.append(Frame(f.inst, node.body, dict(f.scope),  # type: ignore[attr-defined]
-                                       f"{f.path}/{node.block}.{j}", f, CHILD, f.cp, f.cbs))
+                                       mix64((bsalt + (j + 1) * GOLDEN) & MASK64), f, CHILD,
+                                       f.cp, f.cbs))
                 return
             if t is ParallelNode:
                 arms = node.arms  # type: ignore[attr-defined]
                 f.pending = len(arms)
                 f.cp_max = f.cp
                 for a in range(len(arms) - 1, -1, -1):
-                    stack.append(Frame(f.inst, arms[a], dict(f.scope), f.path, f, CHILD, f.cp,
+                    stack.append(Frame(f.inst, arms[a], dict(f.scope), f.key, f, CHILD, f.cp,
                                        f.cbs))
                 return
             if t is BranchNode:
@@ -174,16 +199,16 @@ class FlowRunner:
                     self.on_decision(node, f, next((i for i, c in enumerate(cases)
                                                     if c.body is body), -1))
                 if body:
-                    stack.append(Frame(f.inst, body, f.scope, f.path, f, BODY, f.cp, f.cbs))
+                    stack.append(Frame(f.inst, body, f.scope, f.key, f, BODY, f.cp, f.cbs))
                     return
                 continue
             if t is LoopNode:
-                lf = Frame(f.inst, node.body, f.scope, f.path, f, LOOP, f.cp,  # type: ignore[attr-defined]
+                lf = Frame(f.inst, node.body, f.scope, f.key, f, LOOP, f.cp,  # type: ignore[attr-defined]
                            f.cbs)
                 lf.node = node
                 if node.count is not None:  # type: ignore[attr-defined]
                     lf.remaining = round_count(self.draw(
-                        node.count, f, f"{inst_id}{f.path}/{node.block}/n",  # type: ignore[attr-defined]
+                        node.count, f, f.key ^ self.salt_n[node.block],  # type: ignore[attr-defined]
                         f"{node.where}.loop.count"))
                 if self._loop_continues(lf):
                     stack.append(lf)
@@ -210,7 +235,8 @@ class FlowRunner:
             raise UserError(f"loop ran {node.max_iterations} iterations without ending "
                             f"(instance {lf.inst.id}); raise loop.max_iterations if intended",
                             file=self.wf.file, where=node.where)
-        lf.path = f"{lf.parent.path}/{node.block}.{lf.iteration}"  # type: ignore[union-attr]
+        lf.key = KeyedRandom.child_key(lf.parent.key,  # type: ignore[union-attr]
+                                       self.salt_block[node.block], lf.iteration)
         lf.idx = 0
         return True
 
@@ -227,7 +253,7 @@ class FlowRunner:
                                     where=f"{node.where}.branch") from None
             elif case.kind == "p":
                 if u < 0:
-                    u = self.rnd.uniform(f"{f.inst.id}{f.path}/{node.block}/b")
+                    u = first_uniform(self.rnd.at(f.key ^ self.salt_b[node.block]))
                 acc += case.p
                 if u < acc:
                     return case.body

@@ -37,8 +37,7 @@ def profile_workflow(wf: Workflow, task_types: list[TaskType], seed: int,
 
     def on_task(frame: Frame, node: TaskNode) -> None:
         tt = task_types[node.task.index]
-        key = f"{frame.inst.id}{frame.path}/{node.block}/"
-        w, scale = runner.sample_work(tt, frame, key)
+        w, scale = runner.sample_work(tt, frame, node.block)
         counts[tt.idx] += 1
         work[tt.idx] += max(w, tt.floor_cycles * scale)
         pending.append((frame, node))

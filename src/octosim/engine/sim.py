@@ -35,7 +35,7 @@ from octosim.errors import UserError
 from octosim.hardware.chip import MIXED, TBU, UNBOUND, Chip
 from octosim.model.arch import ArchSpec
 from octosim.model.dists import round_count
-from octosim.model.rng import KeyedRandom
+from octosim.model.rng import KeyedRandom, first_uniform, salt
 from octosim.model.workflow import Phase, TaskNode, Workflow
 from octosim.policies.base import Policy
 
@@ -45,6 +45,7 @@ _READY = int(EventKind.READY)
 _ARRIVAL = int(EventKind.ARRIVAL)
 _TIMER = int(EventKind.TIMER)
 _FAULT = int(EventKind.FAULT)
+ARRIVAL_SALT = salt("arrival")
 WATCHDOG_EVENTS = 1_000_000  # events in a row with no task started and no arrival
 
 
@@ -490,12 +491,12 @@ class Simulation:
         inst = frame.inst
         if not self.cluster_alive[inst.cluster]:
             inst.cluster = self.policy.place_instance(inst)
-        key = f"{inst.id}{frame.path}/{node.block}/"
         flow = self.flow
-        work, scale = flow.sample_work(tt, frame, key)
+        work, scale = flow.sample_work(tt, frame, node.block)
         out_bytes = 0
         if tt.out_bytes.names or tt.out_bytes.is_random or tt.out_bytes.mean_hint():
-            out_bytes = round_count(flow.draw(tt.out_bytes, frame, key + "o",
+            out_bytes = round_count(flow.draw(tt.out_bytes, frame,
+                                              frame.key ^ flow.salt_o[node.block],
                                               f"tasks.{tt.name}.out_bytes"))
         self._run_seq += 1
         run = TaskRun(tt, inst, frame, node, work, out_bytes, inst.cluster, self._run_seq)
@@ -666,7 +667,9 @@ class Simulation:
             elif wf.arrival_process == "periodic":
                 nxt = round_count((i + 1) * wf.interarrival_cycles)
             else:
-                gap = -wf.interarrival_cycles * math.log(self.rnd.uniform(f"{i + 1}/arrival"))
+                rnd = self.rnd
+                gap = -wf.interarrival_cycles * math.log(
+                    first_uniform(rnd.at(rnd.instance_key(i + 1) ^ ARRIVAL_SALT)))
                 self._arrival_clock += gap
                 nxt = round_count(self._arrival_clock)
             self.schedule(max(nxt, self.now), _ARRIVAL, i + 1)

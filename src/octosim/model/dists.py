@@ -16,7 +16,7 @@ from typing import Any
 
 from octosim.errors import UserError
 from octosim.model.expr import MAX_MAGNITUDE, Env, ExprError, Expression, compile_expression
-from octosim.model.rng import KeyedRandom, Stream
+from octosim.model.rng import KeyedRandom, Stream, first_uniform, mix64, salt
 
 _STD_NORMAL = NormalDist()
 
@@ -60,8 +60,13 @@ class Value:
             raise ExprError(f"value {x:.6g} is larger than the maximum {self.limit:.6g}")
         return x
 
-    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:  # pragma: no cover
+    def sample(self, state: int, env: Env) -> float:  # pragma: no cover
+        """The value for the stream that starts at ``state`` (see :mod:`octosim.model.rng`)."""
         raise NotImplementedError
+
+    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+        """The value for a textual key (tests, one-off draws)."""
+        return self.sample(mix64(rnd.seed_key ^ salt(key)), env)
 
     def mean_hint(self) -> float | None:
         """The mean when it is known without variables (for profiling), else None."""
@@ -78,7 +83,7 @@ class Const(Value):
         self.text = repr(value)
         self.limit = None
 
-    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+    def sample(self, state: int, env: Env) -> float:
         return self.value
 
     def mean_hint(self) -> float | None:
@@ -95,7 +100,7 @@ class Expr(Value):
         self.text = expr.source
         self.limit = None
 
-    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+    def sample(self, state: int, env: Env) -> float:
         return self.checked(self.expr(env))
 
 
@@ -122,12 +127,12 @@ class Dist(Value):
             _check_params(kind, params)
             self._mean = _MEANS[kind](params)
 
-    def draw(self, rnd: KeyedRandom, key: str, env: Env) -> float:
+    def sample(self, state: int, env: Env) -> float:
         params = self.params
         if not self._static:
             params = {k: (v(env) if isinstance(v, Expression) else v) for k, v in params.items()}
             _check_params(self.kind, params)
-        return self.checked(self._sampler(rnd.stream(key), params))
+        return self.checked(self._sampler(state, params))
 
     def mean_hint(self) -> float | None:
         return self._mean
@@ -136,12 +141,12 @@ class Dist(Value):
 # --- samplers -----------------------------------------------------------------------------
 
 
-def _poisson(s: Stream, mean: float) -> int:
+def _poisson(state: int, mean: float) -> int:
     if mean <= 0:
         return 0
     if mean < 30:
         # Inversion by sequential search: one uniform, exact.
-        u = s.uniform()
+        u = first_uniform(state)
         k = 0
         p = math.exp(-mean)
         cdf = p
@@ -157,6 +162,7 @@ def _poisson(s: Stream, mean: float) -> int:
     a = -0.059 + 0.02483 * b
     inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
     v_r = 0.9277 - 3.6224 / (b - 2)
+    s = Stream(state)
     while True:
         u = s.uniform() - 0.5
         v = s.uniform()
@@ -172,37 +178,37 @@ def _poisson(s: Stream, mean: float) -> int:
             return k
 
 
-def _lognormal(s: Stream, p: Mapping[str, Any]) -> float:
+def _lognormal(s: int, p: Mapping[str, Any]) -> float:
     mean, sd = p["mean"], p["sd"]
     if sd == 0:
         return mean
     sigma2 = math.log1p((sd / mean) ** 2)
     mu = math.log(mean) - sigma2 / 2
-    return math.exp(mu + math.sqrt(sigma2) * _STD_NORMAL.inv_cdf(s.uniform()))
+    return math.exp(mu + math.sqrt(sigma2) * _STD_NORMAL.inv_cdf(first_uniform(s)))
 
 
-def _geometric(s: Stream, p: Mapping[str, Any]) -> int:
+def _geometric(s: int, p: Mapping[str, Any]) -> int:
     prob = p["p"]
     if prob >= 1:
         return 0
-    return int(math.floor(math.log(s.uniform()) / math.log1p(-prob)))
+    return int(math.floor(math.log(first_uniform(s)) / math.log1p(-prob)))
 
 
-def _choice(s: Stream, p: Mapping[str, Any]) -> float:
+def _choice(s: int, p: Mapping[str, Any]) -> float:
     cum = p["_cum"]
-    return p["values"][min(bisect_right(cum, s.uniform() * cum[-1]), len(cum) - 1)]
+    return p["values"][min(bisect_right(cum, first_uniform(s) * cum[-1]), len(cum) - 1)]
 
 
-def _empirical(s: Stream, p: Mapping[str, Any]) -> float:
+def _empirical(s: int, p: Mapping[str, Any]) -> float:
     samples = p["samples"]
-    return samples[min(int(s.uniform() * len(samples)), len(samples) - 1)]
+    return samples[min(int(first_uniform(s) * len(samples)), len(samples) - 1)]
 
 
 _SAMPLERS = {
     "const": lambda s, p: p["value"],
-    "uniform": lambda s, p: p["low"] + (p["high"] - p["low"]) * s.uniform(),
-    "exponential": lambda s, p: -p["mean"] * math.log(s.uniform()),
-    "normal": lambda s, p: p["mean"] + p["sd"] * _STD_NORMAL.inv_cdf(s.uniform()),
+    "uniform": lambda s, p: p["low"] + (p["high"] - p["low"]) * first_uniform(s),
+    "exponential": lambda s, p: -p["mean"] * math.log(first_uniform(s)),
+    "normal": lambda s, p: p["mean"] + p["sd"] * _STD_NORMAL.inv_cdf(first_uniform(s)),
     "lognormal": _lognormal,
     "poisson": lambda s, p: _poisson(s, p["mean"]),
     "geometric": _geometric,

@@ -2,18 +2,48 @@
 
 Every random draw is keyed by what it is *for* -- (seed, instance, block, scope path, variable)
 -- never by the order in which the simulator processes events. Two runs with the same seed
-under different policies or architectures therefore see the same workload. A key is hashed
-(BLAKE2b, keyed by the seed) into the state of a small SplitMix64 stream, so one key can
-feed a sampler that needs several uniforms (rejection samplers, Box-Muller...).
+under different policies or architectures therefore see the same workload.
+
+Keys are 64-bit integers built by hashing, so a draw costs a few integer operations:
+
+* an instance's root key is ``mix(seed key + (instance + 1) * golden)``;
+* a foreach copy or loop iteration ``j`` of block ``b`` under key ``k`` has the key
+  ``mix((k ^ salt(b)) + (j + 1) * golden)``, where ``salt`` is a 64-bit BLAKE2b digest of
+  a fixed text naming the block (computed once, when the flow is compiled);
+* a draw of quantity ``what`` (cycles, a count, a variable...) at block ``b`` in a frame
+  of key ``k`` starts a SplitMix64 stream at ``mix(k ^ salt(b, what))``.
+
+``mix`` is SplitMix64's finaliser, a bijection of 64-bit integers with full avalanche. A
+stream yields as many uniforms as a sampler needs (rejection samplers, ...).
 """
 
 from __future__ import annotations
 
 from hashlib import blake2b
 
-_MASK = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
 _TWO_M53 = 2.0**-53
+
+
+def mix64(z: int) -> int:
+    """SplitMix64's finaliser: a bijection of 64-bit integers with full avalanche."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def salt(text: str) -> int:
+    """A fixed 64-bit constant naming a block or a quantity (computed at compile time)."""
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def first_uniform(state: int) -> float:
+    """The first uniform of ``Stream(state)``, without building the stream."""
+    z = (state + GOLDEN) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return (((z ^ (z >> 31)) >> 11) + 0.5) * _TWO_M53
 
 
 class Stream:
@@ -25,31 +55,40 @@ class Stream:
         self._state = state
 
     def uniform(self) -> float:
-        s = (self._state + _GOLDEN) & _MASK
+        s = (self._state + GOLDEN) & MASK64
         self._state = s
-        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
         z ^= z >> 31
         return ((z >> 11) + 0.5) * _TWO_M53
 
 
 class KeyedRandom:
-    """Factory of streams keyed by the meaning of a draw, for one seed."""
+    """Draw keys for one seed."""
 
-    __slots__ = ("seed", "_key", "_keyed")
+    __slots__ = ("seed", "seed_key")
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
-        self._key = (self.seed & _MASK).to_bytes(8, "little") + (
-            (self.seed >> 64) & _MASK
-        ).to_bytes(8, "little")
-        # Copying a keyed hasher is cheaper than keying a new one; the digests are identical.
-        self._keyed = blake2b(digest_size=8, key=self._key)
+        self.seed_key = mix64(salt(f"octosim seed {self.seed}"))
+
+    def instance_key(self, instance: int) -> int:
+        """The root key of one workflow instance."""
+        return mix64((self.seed_key + (instance + 1) * GOLDEN) & MASK64)
+
+    @staticmethod
+    def child_key(key: int, block_salt: int, j: int) -> int:
+        """The key of copy / iteration ``j`` of a block under ``key``."""
+        return mix64(((key ^ block_salt) + (j + 1) * GOLDEN) & MASK64)
+
+    def at(self, key: int) -> int:
+        """The stream state of the draw keyed ``key`` (a frame key XOR a quantity's salt).
+        Every draw of a run passes here, so a test can watch the keys."""
+        return mix64(key)
 
     def stream(self, key: str) -> Stream:
-        h = self._keyed.copy()
-        h.update(key.encode())
-        return Stream(int.from_bytes(h.digest(), "little"))
+        """A stream for a textual key (tests and one-off draws such as arrival gaps)."""
+        return Stream(mix64(self.seed_key ^ salt(key)))
 
     def uniform(self, key: str) -> float:
         return self.stream(key).uniform()

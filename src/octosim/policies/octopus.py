@@ -552,7 +552,7 @@ class OctopusPolicy(Policy):
         assert isinstance(value, Value)
         if not value.is_random:
             try:
-                return float(round_count(value.draw(None, "", scope)))  # type: ignore[arg-type]
+                return float(round_count(value.sample(0, scope)))
             except (ExprError, KeyError):
                 pass
         st = self.learned.get(node.block)
