@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from statistics import fmean, pstdev
+from typing import Any
 
 import pytest
 
@@ -291,3 +292,49 @@ def test_non_finite_draws_are_errors_not_crashes() -> None:
 def test_round_count_nearest_non_negative_integer(x: float, n: int) -> None:
     r = round_count(x)
     assert r == n and isinstance(r, int)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"dist": "exponential", "mean": 250.0},
+        {"dist": "uniform", "low": -3, "high": 8},
+        {"dist": "lognormal", "mean": 12000, "sd": 8000},
+        {"dist": "lognormal", "mean": 5, "sd": 0},
+        {"dist": "normal", "mean": 1, "sd": 2},
+        {"dist": "poisson", "mean": 3},
+        {"dist": "poisson", "mean": 0},
+        {"dist": "poisson", "mean": 75},
+        {"dist": "geometric", "p": 0.2},
+        {"dist": "choice", "values": [1, 2, 3], "weights": [1, 0, 2]},
+        {"dist": "empirical", "samples": [4, 9, 1]},
+    ],
+)
+def test_fast_samplers_give_the_general_samplers_values(raw: dict[str, Any]) -> None:
+    """The bound-parameter closures of the hot path are an optimisation only: the same
+    value as the general sampler for every stream state."""
+    from octosim.model.dists import _SAMPLERS
+    from octosim.model.rng import mix64
+
+    d = compile_value(raw)
+    assert isinstance(d, Dist)
+    fast = d.fast_sampler()
+    assert fast is not None
+    for i in range(2000):
+        state = mix64(i)
+        assert fast(state) == _SAMPLERS[d.kind](state, d.params)
+
+
+def test_stream_helpers_agree() -> None:
+    from octosim.model.rng import KeyedRandom, Stream, first_uniform, mix64
+
+    rnd = KeyedRandom(3)
+    for i in range(1000):
+        key = mix64(i * 7919)
+        assert rnd.at(key) == mix64(key)
+        assert first_uniform(key) == Stream(key).uniform()
+    # Keys of different instances, copies and iterations differ.
+    roots = {rnd.instance_key(i) for i in range(1000)}
+    assert len(roots) == 1000
+    kids = {KeyedRandom.child_key(k, 12345, j) for k in list(roots)[:50] for j in range(20)}
+    assert len(kids) == 1000 and not kids & roots

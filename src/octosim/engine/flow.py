@@ -117,6 +117,16 @@ class FlowRunner:
         """A run's work on one PEA and its ``scale`` (1 for general tasks): the one place
         where a Task Block's dynamic run time is drawn, for the engine and the profiler."""
         if tt.cycles is not None:
+            fast = tt.cycles_fast
+            if fast is not None:
+                x = fast(self.rnd.at(frame.key ^ self.salt_c[block]))
+                if 0.0 <= x <= tt.cycles_upper:
+                    return int(x + 0.5), 1.0  # round_count(checked(x))
+                try:
+                    return round_count(tt.cycles.checked(x)), 1.0
+                except ExprError as exc:
+                    raise UserError(f"{exc} (instance {frame.inst.id})", file=self.wf.file,
+                                    where=f"tasks.{tt.name}.cycles") from None
             return round_count(self.draw(tt.cycles, frame, frame.key ^ self.salt_c[block],
                                          f"tasks.{tt.name}.cycles")), 1.0
         if tt.scale is None:
@@ -143,6 +153,23 @@ class FlowRunner:
                     f"tasks.{task.name}.sets.{name}")
         frame.cp += cp_cycles
         frame.cbs = 0
+        # The common cases without the interpreter loop: the next node is a task, or a
+        # foreach copy / parallel arm ends while others are still running.
+        nodes = frame.nodes
+        i = frame.idx
+        if i < len(nodes):
+            nxt = nodes[i]
+            if type(nxt) is TaskNode:
+                frame.idx = i + 1
+                self.on_task(frame, nxt)
+                return
+        elif frame.kind == CHILD:
+            parent: Frame = frame.parent  # type: ignore[assignment]
+            if parent.pending > 1:
+                parent.pending -= 1
+                if frame.cp > parent.cp_max:
+                    parent.cp_max = frame.cp
+                return
         self.resume(frame)
 
     # --- the interpreter --------------------------------------------------------------------
@@ -179,6 +206,18 @@ class FlowRunner:
                 f.pending = n
                 f.cp_max = f.cp
                 bsalt = self.salt_block[node.block] ^ f.key
+                body = node.body  # type: ignore[attr-defined]
+                if body and type(body[0]) is TaskNode:
+                    # Each copy starts with a task: reach it directly, in copy order (as the
+                    # stack would), without a pass of the interpreter per copy.
+                    first = body[0]
+                    for j in range(n):
+                        child = Frame(f.inst, body, dict(f.scope),
+                                      mix64((bsalt + (j + 1) * GOLDEN) & MASK64), f, CHILD,
+                                      f.cp, f.cbs)
+                        child.idx = 1
+                        self.on_task(child, first)
+                    return
                 for j in range(n - 1, -1, -1):
                     stack.append(Frame(f.inst, node.body, dict(f.scope),  # type: ignore[attr-defined]
                                        mix64((bsalt + (j + 1) * GOLDEN) & MASK64), f, CHILD,

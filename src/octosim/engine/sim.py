@@ -209,6 +209,8 @@ class Simulation:
         self.flow = FlowRunner(wf, self.rnd, self._on_task_node, self._on_instance_done,
                                on_decision)
         self._new_runs: list[TaskRun] = []
+        self._on_complete = (policy.on_complete
+                             if type(policy).on_complete is not Policy.on_complete else None)
         self._ready_now: deque[TaskRun] = deque()
         # Back-pressure state, per stage (task type index).
         n = len(self.task_types)
@@ -329,28 +331,31 @@ class Simulation:
         return self._launch(run, tbu, k, ready, stream)
 
     def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int) -> int:
-        tt = run.tt
         now = self.now
-        self._account(now)
+        if now != self._acc_t:
+            self._account(now)
         free = tbu.free
-        run.peas = free[-k:]
-        del free[-k:]
+        if k == 1:
+            run.peas = [free.pop()]
+        else:
+            run.peas = free[-k:]
+            del free[-k:]
         tbu.busy += k
         tbu.running += 1
-        tbu.runs.add(run)
         self.busy_peas += k
         run.k = k
         run.tbu = tbu
         run.start_at = now
         t_in = setup_done
-        if run.src_cluster != tbu.cluster and run.src_cluster >= 0:
-            t_in = self.chip.mesh.transfer(run.src_cluster, tbu.cluster, run.out_bytes, now)
+        src = run.src_cluster
+        if src != tbu.cluster and src >= 0:
+            t_in = self.chip.mesh.transfer(src, tbu.cluster, run.out_bytes, now)
             if t_in > setup_done:
                 self.area_setup_transfer += k * (t_in - setup_done)
             else:
                 t_in = setup_done
         run.svc_start = t_in
-        end = t_in + self.service_cycles(run, k)
+        end = t_in + (run.work if k == 1 else self.service_cycles(run, k))
         if stream:
             # Weights stream over the shared memory channel while the PEAs compute.
             t_mem = self.chip.memory.stream(stream, t_in)
@@ -360,16 +365,17 @@ class Simulation:
         if end >= MAX_CYCLE:
             raise _too_late(end)
         run.end_at = end
-        idx = tt.idx
+        idx = run.tt.idx
         self.task_count[idx] += 1
         self.task_wait[idx] += now - run.ready_at
         self.task_service[idx] += end - now
         self._seq += 1
         heapq.heappush(self._heap, (end, _COMPLETE, self._seq, _COMPLETE, run))
-        for ob in self.observers:
-            ob.task_started(run, now)
+        if self.observers:
+            for ob in self.observers:
+                ob.task_started(run, now)
         self.occupancy[idx] -= 1
-        if self._waiters[idx]:
+        if self.buffer_slots and self._waiters[idx]:
             self._wake_waiters(idx)
         self._progress += 1
         return end
@@ -493,8 +499,8 @@ class Simulation:
             inst.cluster = self.policy.place_instance(inst)
         flow = self.flow
         work, scale = flow.sample_work(tt, frame, node.block)
-        out_bytes = 0
-        if tt.out_bytes.names or tt.out_bytes.is_random or tt.out_bytes.mean_hint():
+        out_bytes = tt.out_fixed
+        if out_bytes is None:
             out_bytes = round_count(flow.draw(tt.out_bytes, frame,
                                               frame.key ^ flow.salt_o[node.block],
                                               f"tasks.{tt.name}.out_bytes"))
@@ -622,30 +628,46 @@ class Simulation:
         now = self.now
         tbu = run.tbu
         assert tbu is not None
-        inst = run.inst
-        inst.tasks_done += 1
+        run.inst.tasks_done += 1
         tbu.running -= 1
-        tbu.runs.discard(run)
         run.end_at = -1  # finished: any later event for it is stale
-        for ob in self.observers:
-            ob.task_done(run, now)
+        if self.observers:
+            for ob in self.observers:
+                ob.task_done(run, now)
         new = self._new_runs
         new.clear()
-        self.flow.task_done(run.frame, run.tt.tdef, run.node, self.min_service(run))
-        runs = list(new) if new else []
-        if runs:
+        tt = run.tt
+        self.flow.task_done(run.frame, tt.tdef, run.node,
+                            run.work if tt.plain_cp else self.min_service(run))
+        if now != self._acc_t:
+            self._account(now)
+        k = run.k
+        tbu.busy -= k
+        self.busy_peas -= k
+        if new:
             src = tbu.cluster
-            for r in runs:
+            for r in new:
                 r.src_cluster = src
-        self._account(now)
-        tbu.busy -= run.k
-        self.busy_peas -= run.k
-        if runs and self._deposit(run, runs, True):
-            tbu.blocked += run.k
-            self.blocked_peas += run.k
+            if self.buffer_slots:
+                if self._deposit(run, new, True):
+                    tbu.blocked += k
+                    self.blocked_peas += k
+                else:
+                    tbu.free.extend(run.peas)
+            else:
+                occ = self.occupancy
+                for r in new:
+                    occ[r.tt.idx] += 1
+                    if r.frame.cbs:
+                        self._make_ready(r)  # after the Control Blocks' latency
+                    else:
+                        r.ready_at = now
+                        self._ready_now.append(r)
+                tbu.free.extend(run.peas)
         else:
             tbu.free.extend(run.peas)
-        self.policy.on_complete(run)
+        if self._on_complete is not None:
+            self._on_complete(run)
         self.policy.on_freed(tbu)
 
     def _arrive(self, i: int) -> None:
@@ -658,9 +680,7 @@ class Simulation:
         new.clear()
         self.flow.start_instance(inst)
         if new:
-            runs = list(new)
-            if self._deposit(None, runs, True):
-                pass  # waits in the stage's admission queue; no PEAs held
+            self._deposit(None, new, True)  # if blocked: waits in the stage's admission queue
         if i + 1 < wf.count:
             if wf.arrival_process == "batch":
                 nxt = 0
@@ -726,9 +746,7 @@ class Simulation:
             tbu.bound = UNBOUND
             self.blocked_peas -= tbu.blocked
             tbu.blocked = 0
-            for run in sorted(tbu.runs, key=lambda r: r.seq):  # type: ignore[attr-defined]
-                aborted.append(run)  # type: ignore[arg-type]
-            tbu.runs.clear()
+            aborted.extend(self._runs_on(tbu))
             self.busy_peas -= tbu.busy
             tbu.busy = 0
             tbu.running = 0
@@ -763,6 +781,16 @@ class Simulation:
             run.ready_at = now
             self._ready_now.append(run)
 
+    def _runs_on(self, tbu: TBU) -> list[TaskRun]:
+        """The runs in flight on ``tbu``, in start order: each has exactly one live completion
+        event (its cycle is the run's ``end_at``). Faults are rare, so the heap is scanned
+        rather than keeping a set per TBU on the hot path."""
+        stale = self._stale
+        runs = [e[4] for e in self._heap
+                if e[3] == _COMPLETE and e[4].tbu is tbu and e[4].end_at == e[0]
+                and (e[4].seq, e[0]) not in stale]
+        return sorted(runs, key=lambda r: r.seq)
+
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> Simulation:
@@ -777,14 +805,20 @@ class Simulation:
         ready_now = self._ready_now
         policy_ready = self.policy.on_ready if not self.faults else self._ready_after_faults
         max_events = self.max_events
+        # The loop stops after this many events (a check at each watchdog interval, or
+        # exactly at max_events), or when every instance is done.
+        stop_at = max_events if max_events is not None else 1 << 62
         events = 0
         check_at = 65536
         progress_seen = -1
         idle_since = 0
         idle_now = 0
+        n_instances = self.wf.count
+        complete = self._complete
+        stale = self._stale
         while True:
             if not heap:
-                if self.instances_done < self.wf.count and self._spill():
+                if self.instances_done < n_instances and self._spill():
                     while ready_now:
                         policy_ready(ready_now.popleft())
                     continue
@@ -795,10 +829,16 @@ class Simulation:
             if kind == _COMPLETE:
                 if payload.end_at != t:
                     continue  # superseded: the run was grown and ends earlier
-                if self._stale and (payload.seq, t) in self._stale:
-                    self._stale.discard((payload.seq, t))
+                if stale and (payload.seq, t) in stale:
+                    stale.discard((payload.seq, t))
                     continue  # the attempt that a fault aborted
-                self._complete(payload)
+                complete(payload)
+                while ready_now:
+                    policy_ready(ready_now.popleft())
+                if self.instances_done == n_instances or events >= stop_at:
+                    break
+                if events < check_at:
+                    continue
             elif kind == _READY:
                 policy_ready(payload)
             elif kind == _ARRIVAL:
@@ -811,9 +851,7 @@ class Simulation:
                 payload()
             while ready_now:
                 policy_ready(ready_now.popleft())
-            if max_events is not None and events >= max_events:
-                break
-            if self.instances_done == self.wf.count:
+            if events >= stop_at or self.instances_done == n_instances:
                 break
             if events >= check_at:
                 check_at += 65536

@@ -6,7 +6,7 @@ import math
 
 from octosim.errors import UserError
 from octosim.model.arch import ArchSpec
-from octosim.model.dists import Value
+from octosim.model.dists import Const, Value, round_count
 from octosim.model.workflow import TaskDef, Workflow
 
 CONFIG_BYTES = 4096  # PEA configuration that every context carries besides weights
@@ -18,7 +18,7 @@ class TaskType:
     __slots__ = ("idx", "name", "kind", "kmin", "kmax", "cycles", "model_cycles", "scale",
                  "floor_cycles", "streamed_bytes", "weight_bytes",
                  "context_bytes", "out_bytes", "sets", "rank", "tdef",
-                 "mean_work_hint")
+                 "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
         self.idx = tdef.index
@@ -68,6 +68,15 @@ class TaskType:
         self.mean_work_hint = None
         if self.cycles is not None:
             self.mean_work_hint = self.cycles.mean_hint()
+        # Hot-path shortcuts (the engine falls back to the general code when they are None).
+        self.cycles_fast = self.cycles.fast_sampler() if self.cycles is not None else None
+        self.cycles_upper = self.cycles.upper() if self.cycles is not None else 0.0
+        # out_bytes when it is a constant (else None: drawn per run).
+        self.out_fixed: int | None = None
+        if isinstance(self.out_bytes, Const):
+            self.out_fixed = round_count(self.out_bytes.value)
+        # A run's critical-path service is its work (one PEA at most, no weight streaming).
+        self.plain_cp = self.kmax == 1 and not self.floor_cycles
 
 
 def streamed_on_peas(tt: TaskType, k: int, arch: ArchSpec) -> int:

@@ -38,7 +38,6 @@ class TBU:
         self.mark = False  # free for the policy (e.g. membership of an availability list)
         self.prefetch_task = UNBOUND  # context being fetched ahead into a shadow buffer
         self.prefetch_done = 0
-        self.runs: set[object] = set()  # runs in flight here (to re-execute them on a fault)
 
     def __repr__(self) -> str:
         return f"TBU({self.id}, cluster={self.cluster}, bound={self.bound}, free={len(self.free)})"

@@ -23,7 +23,7 @@ from hashlib import blake2b
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
-_TWO_M53 = 2.0**-53
+TWO_M53 = 2.0**-53
 
 
 def mix64(z: int) -> int:
@@ -43,7 +43,7 @@ def first_uniform(state: int) -> float:
     z = (state + GOLDEN) & MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return (((z ^ (z >> 31)) >> 11) + 0.5) * _TWO_M53
+    return (((z ^ (z >> 31)) >> 11) + 0.5) * TWO_M53
 
 
 class Stream:
@@ -60,7 +60,7 @@ class Stream:
         z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
         z ^= z >> 31
-        return ((z >> 11) + 0.5) * _TWO_M53
+        return ((z >> 11) + 0.5) * TWO_M53
 
 
 class KeyedRandom:
@@ -82,9 +82,11 @@ class KeyedRandom:
         return mix64(((key ^ block_salt) + (j + 1) * GOLDEN) & MASK64)
 
     def at(self, key: int) -> int:
-        """The stream state of the draw keyed ``key`` (a frame key XOR a quantity's salt).
-        Every draw of a run passes here, so a test can watch the keys."""
-        return mix64(key)
+        """The stream state of the draw keyed ``key`` (a frame key XOR a quantity's salt):
+        ``mix64(key)``. Every draw of a run passes here, so a test can watch the keys."""
+        z = ((key ^ (key >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
 
     def stream(self, key: str) -> Stream:
         """A stream for a textual key (tests and one-off draws such as arrival gaps)."""

@@ -134,21 +134,17 @@ class StaticPolicy(Policy):
         k = self.k[idx]
         c = run.inst.cluster
         lst = self.avail[c][idx]
-        while lst and not self._usable(lst[-1], idx, k):
-            lst.pop().mark = False
-        if lst:
+        while lst:
             tbu = lst[-1]
-            sim.start(run, tbu, k)
-            if len(tbu.free) < k:
-                lst.pop()
-                tbu.mark = False
-        else:
-            self.queues[c][idx].append(run)
-            self.queued_work[c][idx] += run.work
-
-    @staticmethod
-    def _usable(tbu: TBU, idx: int, k: int) -> bool:
-        return tbu.bound == idx and tbu.tag is None and len(tbu.free) >= k
+            if tbu.bound == idx and tbu.tag is None and len(tbu.free) >= k:  # usable
+                sim.start(run, tbu, k)
+                if len(tbu.free) < k:
+                    lst.pop()
+                    tbu.mark = False
+                return
+            lst.pop().mark = False
+        self.queues[c][idx].append(run)
+        self.queued_work[c][idx] += run.work
 
     def on_freed(self, tbu: TBU) -> None:
         idx = tbu.bound
