@@ -194,6 +194,50 @@ def compare(n_instances: int, repeats: int, seed: int) -> dict[str, Any]:
     }
 
 
+def workload_only(n_instances: int, seed: int) -> dict[str, Any]:
+    """octosim's workflow interpreter and keyed random draws alone, on the same workflow and
+    instances: every Task Block reached is completed at once (the untimed profiler's pass),
+    with no engine, policy or metrics. No schedule can cost less than this."""
+    from octosim.engine.profile import profile_workflow
+    from octosim.engine.tasks import build_task_types
+    from octosim.experiments.config import resolve_config
+
+    cfg = resolve_config(
+        str(ref.WORKFLOW), "ideal", "static", seed=seed, sets=ref.octosim_sets(n_instances)
+    )
+    wf, arch, _ = cfg.build()
+    types = build_task_types(wf, arch)
+    t0 = time.perf_counter()
+    prof = profile_workflow(wf, types, seed, n_instances)
+    wall = time.perf_counter() - t0
+    runs = round(sum(p.runs_per_instance for p in prof.values()) * n_instances)
+    return {
+        "task_runs": runs,
+        "wall_seconds": round(wall, 4),
+        "task_runs_per_second": round(runs / wall),
+    }
+
+
+def decomposition(n_instances: int, repeats: int, seed: int, simpy_rate: float) -> dict[str, Any]:
+    """Where the time goes, as rates relative to the SimPy model of the same run: a
+    hand-written ``heapq`` loop of this one workflow (``minimal_loop.py``: the floor of plain
+    Python, no generality), and octosim's workload generation alone (interpreter + keyed
+    draws, no engine): octosim's ratio cannot exceed the latter's."""
+    import minimal_loop
+
+    best_min = best_wl = 0.0
+    for r in range(repeats):
+        res = minimal_loop.run_minimal(n_instances, seed + r)
+        best_min = max(best_min, res["task_runs"] / res["wall_seconds"])
+        best_wl = max(best_wl, workload_only(n_instances, seed + r)["task_runs_per_second"])
+    return {
+        "minimal_loop_task_runs_per_second": round(best_min),
+        "minimal_loop_over_simpy": round(best_min / simpy_rate, 2),
+        "octosim_workload_only_task_runs_per_second": round(best_wl),
+        "octosim_workload_only_over_simpy": round(best_wl / simpy_rate, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, no 1M run (< 60 s)")
@@ -220,6 +264,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "compare": compare(args.instances, repeats, args.seed),
     }
+    out["decomposition"] = decomposition(
+        args.instances, repeats, args.seed, out["compare"]["simpy"]["task_runs_per_second"]
+    )
     out["scale_100k"] = run_child(100_000, args.seed)
     if not args.quick:
         traced = run_child(100_000, args.seed, True)
