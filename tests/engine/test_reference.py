@@ -84,3 +84,20 @@ def test_octosim_agrees_with_simpy() -> None:
     print("\n" + "\n".join(lines))
     for key, tol in (("mean", 0.03), ("p50", 0.03), ("p95", 0.05), ("p99", 0.08)):
         assert so[key] == pytest.approx(ss[key], rel=tol), lines
+
+
+def test_minimal_loop_is_the_same_model_as_simpy() -> None:
+    """``bench/minimal_loop.py`` (the plain-Python speed floor of ``bench/speed.py``) is the
+    SimPy model as one heapq loop: with the same draws it gives the same latencies, completions
+    and makespan, so the speed it shows is for the same work."""
+    _load_reference()
+    spec = importlib.util.spec_from_file_location("minimal_loop", BENCH / "minimal_loop.py")
+    assert spec is not None and spec.loader is not None
+    minimal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(minimal)
+    ref = sys.modules["reference_simpy"]
+    a = minimal.run_minimal(3000, 5)
+    b = ref.run_simpy(3000, 5)
+    assert a["completions"] == b["completions"]
+    assert a["makespan_cycles"] == b["makespan_cycles"]
+    assert sorted(a["latencies"]) == sorted(b["latencies"])
