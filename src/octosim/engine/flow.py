@@ -170,6 +170,11 @@ class FlowRunner:
                 if frame.cp > parent.cp_max:
                     parent.cp_max = frame.cp
                 return
+            self._done(frame)  # the last copy or arm: the join, then the parent goes on
+            stack = self._stack
+            while stack:
+                self._run(stack.pop())
+            return
         self.resume(frame)
 
     # --- the interpreter --------------------------------------------------------------------
