@@ -521,9 +521,21 @@ class OctopusPolicy(Policy):
             return
         tbu.tag = target
         if self.params.pcs:
-            sim.prefetch(tbu, target)  # fetch the new context while the TBU drains
+            # Fetch the new context while the TBU drains, timed to land when it drains: an
+            # earlier fetch would only delay the weight streams of runs computing meanwhile.
+            drain = max((r.end_at for r in self.running[tbu.id]), default=sim.now)
+            at = drain - math.ceil(self.reconfig_cycles[target])
+            if at <= sim.now:
+                sim.prefetch(tbu, target)
+            else:
+                sim.call_at(at, lambda: self._prefetch(tbu, target))
         if self.params.ats:
             self._grow(tbu)
+
+    def _prefetch(self, tbu: TBU, target: int) -> None:
+        if tbu.alive and tbu.tag == target and (tbu.busy or tbu.blocked):
+            assert self.sim is not None
+            self.sim.prefetch(tbu, target)
 
     # --- PCS: learning Control Blocks and announcing successors' work -----------------------
 
