@@ -121,3 +121,27 @@ def test_same_workload_under_every_policy(policy: str) -> None:
     assert sim.task_count == ref.task_count
     assert sim.total_work == ref.total_work
     assert sim.makespan >= sim.lower_bound
+
+
+def test_pcs_prefetch_lands_when_the_tbu_drains_not_earlier() -> None:
+    """A TBU moved while busy fetches its next context timed to complete as it drains: a
+    fetch takes the memory channel ahead of weight streams, so fetching earlier would only
+    delay the runs computing meanwhile."""
+    import math
+
+    calls: list[tuple[int, int, int]] = []  # (now, drain, lead) at each prefetch
+    sim = Simulation(parse_workflow(SHIFT, "w.yaml"), parse_arch(ARCH, "a.yaml"),
+                     make_policy("octopus", {}), seed=1)
+    policy = sim.policy
+    original = sim.prefetch
+
+    def prefetch(tbu, task):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        drain = max((r.end_at for r in policy.running[tbu.id]), default=sim.now)  # type: ignore[attr-defined]
+        calls.append((sim.now, drain, math.ceil(policy.reconfig_cycles[task])))  # type: ignore[attr-defined]
+        return original(tbu, task)
+
+    sim.prefetch = prefetch  # type: ignore[method-assign]
+    sim.run()
+    assert sim.instances_done == 200
+    assert calls, "no TBU was moved while busy: the test shows nothing"
+    assert all(now >= drain - lead for now, drain, lead in calls)
