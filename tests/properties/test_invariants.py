@@ -353,7 +353,9 @@ def test_octopus_does_not_lose_a_cluster_pass_within_one_cycle() -> None:
 def test_back_pressure_on_shared_peas_spills_instead_of_deadlocking(policy: str) -> None:
     """Producers blocked on a full stage can hold every PEA the stage could use when PEAs are
     shared between types; the engine then spills the oldest producer's output."""
-    cycles = {"indiscriminate": (100, 100), "octopus": (1000, 10)}[policy]
+    # Octopus moves the idle consumer's TBU to the producer at its periodic pass (a's queue
+    # outlasts it); the producers then block on the consumer, left without a TBU.
+    cycles = {"indiscriminate": (100, 100), "octopus": (100_000, 10)}[policy]
     wf = {
         "owg": 1,
         "name": "bp",
@@ -501,3 +503,37 @@ def test_common_random_numbers_across_policies_and_archs(data: st.DataObject) ->
             assert got["total_work"] == reference["total_work"], label
             assert got["instances"] == reference["instances"], label
             assert got["runs"] == reference["runs"], label
+
+
+def test_a_starving_type_gets_a_tbu_once_the_others_finish_loading() -> None:
+    """Found by the properties when idle TBUs stopped triggering rebinds: every TBU was loading
+    another context when a type's runs queued with no TBU of its own; the pass gave up on a
+    donor whose only TBU was loading, and nothing looked again after the loads finished."""
+    wf = {
+        "owg": 1,
+        "name": "gen",
+        "arrivals": {"process": "poisson", "count": 2, "interarrival_cycles": 6050},
+        "vars": {"n": 0},
+        "tasks": {
+            "t0": {"kind": "general", "cycles": 0, "sets": {"n": "n + 1"}},
+            "task-1": {"kind": "general", "cycles": 0},
+            "t2": {"kind": "ai", "model": "mobilenet_v2", "scale": 0},
+            "task-3": {"kind": "general", "cycles": 0},
+        },
+        "flow": ["t2", "task-3", "task-1", "t0"],
+    }
+    arch = {
+        "arch": 1,
+        "name": "gen-arch",
+        "clock_ghz": 0.5,
+        "pea": {"rows": 1, "cols": 1, "sram_kib": 0, "dataflow": "os"},
+        "tbu": {"peas": 1, "split_efficiency": 0.0},
+        "cluster": {"tbus": 4, "cbu_cycles": 0},
+        "grid": {"rows": 1, "cols": 1},
+        "noc": {"hop_cycles": 0, "link_bytes_per_cycle": 1},
+        "control_plane": {"hop_cycles": 0},
+        "memory": {"bytes_per_cycle": 1},
+        "reconfig": {"fixed_cycles": 0},
+    }
+    sim = simulate(run_config(wf, arch, {"name": "octopus"}, 1))
+    assert sim.instances_done == 2

@@ -283,8 +283,17 @@ class OctopusPolicy(Policy):
         if len(free) >= kmin and not tbu.mark:
             tbu.mark = True
             self.avail[c][idx].append(tbu)
+        # An idle TBU does not trigger a rebind by itself: idleness between runs is the
+        # execution-time dynamicity the bound TBU's PEAs absorb; rebinding answers shifts in
+        # how often each type runs, which the cluster scheduler's periodic pass sees. (Moving
+        # a TBU the moment it idles made TBUs shuttle between types under Poisson load.) The
+        # exception is a type with runs queued and no TBU at all: it must get this one.
         if tbu.busy == 0 and not q and (self.params.dds or self.params.pcs):
-            self._rebalance(c)  # an idle TBU: maybe another type needs it
+            queues = self.queues[c]
+            if any(queues[i] for i in range(len(queues)) if i != idx):
+                count = self._type_counts(c)[1]
+                if any(queues[i] and not count[i] for i in range(len(queues))):
+                    self._rebalance(c)
 
     def _grow(self, tbu: TBU) -> None:
         """Give free PEAs to the runs still running here, longest remaining first."""
@@ -420,6 +429,11 @@ class OctopusPolicy(Policy):
         p = self.params
         n = len(sim.task_types)
         tbus, count = self._type_counts(c)
+        # TBUs a type could give now (bound to it, not loading, not already leaving).
+        movable = [0] * n
+        for t in tbus:
+            if t.tag is None and not t.reconfiguring and t.bound >= 0:
+                movable[t.bound] += 1
         held = sim.held_work if sim.chip.n_clusters == 1 else [0] * n
         queues = self.queues[c]
         # One cycle per queued run on top of its work, so runs of zero cycles still count as
@@ -454,7 +468,7 @@ class OctopusPolicy(Policy):
                     return float("inf") if actual[i] > 0 else 0.0
                 return actual[i] / (count[i] - 1)
 
-            donors = [i for i in range(n) if i != r and count[i] >= 1]
+            donors = [i for i in range(n) if i != r and count[i] >= 1 and movable[i]]
             if not donors:
                 return
             d = min(donors, key=lambda i: (after(i), i))
@@ -469,6 +483,7 @@ class OctopusPolicy(Policy):
                 return  # for forecast work alone, only an idle TBU moves
             count[d] -= 1
             count[r] += 1
+            movable[d] -= 1
             self.moves += 1
             self._move(tbu, r)
 
