@@ -115,18 +115,15 @@ class FlowRunner:
 
     def sample_work(self, tt: TaskType, frame: Frame, block: int) -> tuple[int, float]:
         """A run's work on one PEA and its ``scale`` (1 for general tasks): the one place
-        where a Task Block's dynamic run time is drawn, for the engine and the profiler."""
+        where a Task Block's dynamic run time is drawn, for the engine and the profiler (the
+        engine inlines the first branch, its common case)."""
         if tt.cycles is not None:
             fast = tt.cycles_fast
             if fast is not None:
                 x = fast(self.rnd.at(frame.key ^ self.salt_c[block]))
                 if 0.0 <= x <= tt.cycles_upper:
                     return int(x + 0.5), 1.0  # round_count(checked(x))
-                try:
-                    return round_count(tt.cycles.checked(x)), 1.0
-                except ExprError as exc:
-                    raise UserError(f"{exc} (instance {frame.inst.id})", file=self.wf.file,
-                                    where=f"tasks.{tt.name}.cycles") from None
+                return self.checked_work(tt, frame, x), 1.0
             return round_count(self.draw(tt.cycles, frame, frame.key ^ self.salt_c[block],
                                          f"tasks.{tt.name}.cycles")), 1.0
         if tt.scale is None:
@@ -134,6 +131,15 @@ class FlowRunner:
         scale = max(0.0, self.draw(tt.scale, frame, frame.key ^ self.salt_s[block],
                                    f"tasks.{tt.name}.scale"))
         return round_count(tt.model_cycles * scale), scale
+
+    def checked_work(self, tt: TaskType, frame: Frame, x: float) -> int:
+        """A drawn ``cycles`` value outside the fast range: checked, rounded (or an error)."""
+        assert tt.cycles is not None
+        try:
+            return round_count(tt.cycles.checked(x))
+        except ExprError as exc:
+            raise UserError(f"{exc} (instance {frame.inst.id})", file=self.wf.file,
+                            where=f"tasks.{tt.name}.cycles") from None
 
     def start_instance(self, inst: Any) -> Frame:
         scope: dict[str, float] = {}

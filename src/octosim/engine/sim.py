@@ -498,7 +498,15 @@ class Simulation:
         if not self.cluster_alive[inst.cluster]:
             inst.cluster = self.policy.place_instance(inst)
         flow = self.flow
-        work, scale = flow.sample_work(tt, frame, node.block)
+        fast = tt.cycles_fast
+        if fast is not None:  # flow.sample_work's common case, inlined
+            x = fast(self.rnd.at(frame.key ^ flow.salt_c[node.block]))
+            if 0.0 <= x <= tt.cycles_upper:
+                work, scale = int(x + 0.5), 1.0
+            else:
+                work, scale = flow.checked_work(tt, frame, x), 1.0
+        else:
+            work, scale = flow.sample_work(tt, frame, node.block)
         out_bytes = tt.out_fixed
         if out_bytes is None:
             out_bytes = round_count(flow.draw(tt.out_bytes, frame,
