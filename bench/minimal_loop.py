@@ -15,9 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
-import numpy as np
-
-from reference_simpy import _lognormal, _params
+from reference_simpy import _params, draw_workload
 
 
 def run_minimal(
@@ -28,30 +26,21 @@ def run_minimal(
     n = int(n_instances)
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(p["interarrival"], n)
-    gaps[0] = 0.0
-    arrivals = np.rint(np.cumsum(gaps)).astype(np.int64).tolist()
-    detect_t = np.rint(_lognormal(rng, p["detect_mean"], p["detect_sd"], n)).astype(int).tolist()
-    objects = rng.poisson(p["objects_mean"], n)
-    recog_t = np.rint(rng.exponential(p["recognize_mean"], int(objects.sum()))).astype(int)
-    recog_l = recog_t.tolist()
-    reviewed = (rng.random(n) < p["review_p"]).tolist()
-    review_t = np.rint(rng.exponential(p["review_mean"], n)).astype(int).tolist()
-    objects_l = objects.tolist()
+    # The SimPy model's own draws (same generator, same order), so both simulate the same work.
+    arrivals, detect_t, objects_l, recog_l, reviewed, review_t = draw_workload(n, seed, p)
 
     DETECT, RECOG, REVIEW, ARRIVE = 0, 1, 2, 3
     free = [p["pools"]["detect"], p["pools"]["recognize"], p["pools"]["review"]]
-    queues: list[deque[tuple[int, int]]] = [deque(), deque(), deque()]
-    heap: list[tuple[int, int, int, int]] = [(arrivals[0], 0, ARRIVE, 0)]
+    queues: list[deque[tuple[int, float]]] = [deque(), deque(), deque()]
+    heap: list[tuple[float, int, int, int]] = [(arrivals[0], 0, ARRIVE, 0)]
     push, pop = heapq.heappush, heapq.heappop
     seq = 1
     pending = [0] * n
-    latencies: list[int] = []
+    latencies: list[float] = []
     done = [0, 0, 0]
     recog_next = 0
 
-    def submit(stage: int, inst: int, service: int, now: int) -> None:
+    def submit(stage: int, inst: int, service: float, now: float) -> None:
         nonlocal seq
         if free[stage]:
             free[stage] -= 1
@@ -60,7 +49,7 @@ def run_minimal(
         else:
             queues[stage].append((inst, service))
 
-    now = 0
+    now: float = 0
     while heap:
         now, _, kind, i = pop(heap)
         if kind == ARRIVE:

@@ -67,6 +67,22 @@ def _lognormal(rng: np.random.Generator, mean: float, sd: float, size: int) -> n
     return rng.lognormal(np.log(mean) - sigma2 / 2, np.sqrt(sigma2), size)
 
 
+def draw_workload(n: int, seed: int, p: dict[str, Any]) -> tuple[list[Any], ...]:
+    """All random numbers of a run, drawn up front with numpy: arrival cycles, detect times,
+    objects per instance, recognition times (in order of use), review flags, review times.
+    Service times are rounded to whole cycles, as octosim does."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(p["interarrival"], n)
+    gaps[0] = 0.0  # the first instance arrives at cycle 0
+    arrivals = np.rint(np.cumsum(gaps)).astype(np.int64).tolist()
+    detect_t = np.rint(_lognormal(rng, p["detect_mean"], p["detect_sd"], n)).tolist()
+    objects = rng.poisson(p["objects_mean"], n)
+    recog_t = np.rint(rng.exponential(p["recognize_mean"], int(objects.sum()))).tolist()
+    reviewed = (rng.random(n) < p["review_p"]).tolist()
+    review_t = np.rint(rng.exponential(p["review_mean"], n)).tolist()
+    return arrivals, detect_t, objects.tolist(), recog_t, reviewed, review_t
+
+
 def run_simpy(n_instances: int, seed: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Simulate ``n_instances`` workflow instances; return latencies, completions and timing.
 
@@ -80,16 +96,7 @@ def run_simpy(n_instances: int, seed: int, params: dict[str, Any] | None = None)
     n = int(n_instances)
     cpu0 = time.process_time()
     t_draw = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(p["interarrival"], n)
-    gaps[0] = 0.0  # the first instance arrives at cycle 0
-    arrivals = np.rint(np.cumsum(gaps)).astype(np.int64).tolist()
-    detect_t = np.rint(_lognormal(rng, p["detect_mean"], p["detect_sd"], n)).tolist()
-    objects = rng.poisson(p["objects_mean"], n)
-    recog_t = np.rint(rng.exponential(p["recognize_mean"], int(objects.sum()))).tolist()
-    reviewed = (rng.random(n) < p["review_p"]).tolist()
-    review_t = np.rint(rng.exponential(p["review_mean"], n)).tolist()
-    objects_l = objects.tolist()
+    arrivals, detect_t, objects_l, recog_t, reviewed, review_t = draw_workload(n, seed, p)
     draw_seconds = time.perf_counter() - t_draw
 
     wall0 = time.perf_counter()
