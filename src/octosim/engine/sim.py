@@ -541,13 +541,17 @@ class Simulation:
 
     def _deposit(self, producer: TaskRun | None, runs: list[TaskRun], cbs_latency: bool) -> bool:
         """Hand new runs to their stages; return True if the producer must block."""
-        slots = self.buffer_slots
+        occ = self.occupancy
+        if not self.buffer_slots:  # unbounded stages: nothing blocks
+            for run in runs:
+                occ[run.tt.idx] += 1
+                self._make_ready(run)
+            return False
         blocked: _Blocked | None = None
         prank = producer.tt.rank if producer is not None else -1
-        occ = self.occupancy
         for run in runs:
             idx = run.tt.idx
-            if slots and run.tt.rank > prank and (
+            if run.tt.rank > prank and (
                 occ[idx] >= self.stage_capacity(idx) or self._waiters[idx]
             ):
                 if blocked is None:
@@ -569,14 +573,15 @@ class Simulation:
 
     def _make_ready(self, run: TaskRun) -> None:
         cbs = run.frame.cbs
-        self.control_messages += cbs
-        latency = self.policy.control_cycles(cbs, run) if cbs else 0
-        if latency > 0:
-            run.ready_at = self.now + latency
-            self.schedule(run.ready_at, _READY, run)
-        else:
-            run.ready_at = self.now
-            self._ready_now.append(run)
+        if cbs:
+            self.control_messages += cbs
+            latency = self.policy.control_cycles(cbs, run)
+            if latency > 0:
+                run.ready_at = self.now + latency
+                self.schedule(run.ready_at, _READY, run)
+                return
+        run.ready_at = self.now
+        self._ready_now.append(run)
 
     def _wake_waiters(self, idx: int) -> None:
         occ = self.occupancy
@@ -656,22 +661,9 @@ class Simulation:
             src = tbu.cluster
             for r in new:
                 r.src_cluster = src
-            if self.buffer_slots:
-                if self._deposit(run, new, True):
-                    tbu.blocked += k
-                    self.blocked_peas += k
-                else:
-                    tbu.free.extend(run.peas)
-            else:
-                occ = self.occupancy
-                for r in new:
-                    occ[r.tt.idx] += 1
-                    if r.frame.cbs:
-                        self._make_ready(r)  # after the Control Blocks' latency
-                    else:
-                        r.ready_at = now
-                        self._ready_now.append(r)
-                tbu.free.extend(run.peas)
+        if new and self._deposit(run, new, True):
+            tbu.blocked += k
+            self.blocked_peas += k
         else:
             tbu.free.extend(run.peas)
         if self._on_complete is not None:
@@ -813,8 +805,7 @@ class Simulation:
         ready_now = self._ready_now
         policy_ready = self.policy.on_ready if not self.faults else self._ready_after_faults
         max_events = self.max_events
-        # The loop stops after this many events (a check at each watchdog interval, or
-        # exactly at max_events), or when every instance is done.
+        # The loop ends after max_events (if given), or when every instance is done.
         stop_at = max_events if max_events is not None else 1 << 62
         events = 0
         check_at = 65536
