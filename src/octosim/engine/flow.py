@@ -23,7 +23,7 @@ from octosim.engine.tasks import TaskType
 from octosim.errors import UserError
 from octosim.model.dists import Value, round_count
 from octosim.model.expr import ExprError
-from octosim.model.rng import GOLDEN, MASK64, KeyedRandom, first_uniform, mix64, salt
+from octosim.model.rng import KeyedRandom, first_uniform, salt
 from octosim.model.workflow import (
     BranchNode,
     ForeachNode,
@@ -216,7 +216,8 @@ class FlowRunner:
                     continue
                 f.pending = n
                 f.cp_max = f.cp
-                bsalt = self.salt_block[node.block] ^ f.key
+                bsalt = self.salt_block[node.block]
+                child_key = KeyedRandom.child_key
                 body = node.body  # type: ignore[attr-defined]
                 if body and type(body[0]) is TaskNode:
                     # Each copy starts with a task: reach it directly, in copy order (as the
@@ -224,14 +225,14 @@ class FlowRunner:
                     first = body[0]
                     for j in range(n):
                         child = Frame(f.inst, body, dict(f.scope),
-                                      mix64((bsalt + (j + 1) * GOLDEN) & MASK64), f, CHILD,
+                                      child_key(f.key, bsalt, j), f, CHILD,
                                       f.cp, f.cbs)
                         child.idx = 1
                         self.on_task(child, first)
                     return
                 for j in range(n - 1, -1, -1):
                     stack.append(Frame(f.inst, node.body, dict(f.scope),  # type: ignore[attr-defined]
-                                       mix64((bsalt + (j + 1) * GOLDEN) & MASK64), f, CHILD,
+                                       child_key(f.key, bsalt, j), f, CHILD,
                                        f.cp, f.cbs))
                 return
             if t is ParallelNode:
