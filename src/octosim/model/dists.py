@@ -14,8 +14,18 @@ from itertools import accumulate
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
+
 from octosim.errors import UserError
-from octosim.model.expr import MAX_MAGNITUDE, Env, ExprError, Expression, compile_expression
+from octosim.model.expr import (
+    MAX_MAGNITUDE,
+    DrawError,
+    Env,
+    ExprError,
+    Expression,
+    compile_expression,
+    scalar_env,
+)
 from octosim.model.rng import (
     GOLDEN,
     MASK64,
@@ -89,6 +99,12 @@ class Value:
     def upper(self) -> float:
         """The largest value :meth:`checked` accepts."""
         return MAX_MAGNITUDE if self.limit is None else min(self.limit, MAX_MAGNITUDE)
+
+    def sample_array(self, states: np.ndarray, env: Mapping[str, np.ndarray]) -> np.ndarray:
+        """:meth:`sample` for many draws at once: element ``i`` is the value for stream state
+        ``states[i]`` (``uint64``) and the variables ``{name: env[name][i]}`` (NaN: not set
+        there), as ``float64``. If an element fails, :class:`DrawError` names the first."""
+        return _sample_each(self, states, env)
 
 
 class Const(Value):
@@ -420,6 +436,23 @@ def _compile_dist(raw: Mapping[str, Any]) -> Dist:
         params["_cum"] = list(accumulate(weights))
     text = "{" + ", ".join(f"{k}: {raw[k]}" for k in raw) + "}"
     return Dist(kind, params, text)
+
+
+def _sample_each(value: Value, states: np.ndarray, env: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The reference semantics of :meth:`Value.sample_array`: one scalar draw per element."""
+    out = np.empty(len(states), dtype=np.float64)
+    names = value.names
+    for i, state in enumerate(states.tolist()):
+        try:
+            out[i] = value.sample(state, scalar_env(env, i, names))
+        except (ExprError, UserError) as exc:
+            raise DrawError(i, exc) from None
+    return out
+
+
+def round_count_array(x: np.ndarray) -> np.ndarray:
+    """:func:`round_count` of each element, as ``int64``."""
+    return np.where(x <= 0, 0.0, np.floor(x + 0.5)).astype(np.int64)
 
 
 def round_count(x: float) -> int:

@@ -14,6 +14,8 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from octosim.errors import UserError
 
 Env = Mapping[str, float]
@@ -88,6 +90,40 @@ class Expression:
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+    def evaluate_array(self, env: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """The expression for ``n`` elements at once: element ``i`` is ``self(env_i)`` with
+        ``env_i = {name: env[name][i]}`` (NaN: not set there), as ``float64``. If an element
+        fails, :class:`DrawError` names the first."""
+        out = np.empty(n, dtype=np.float64)
+        for i in range(n):
+            try:
+                out[i] = self(scalar_env(env, i, self.names))
+            except ExprError as exc:
+                raise DrawError(i, exc) from None
+        return out
+
+
+class DrawError(Exception):
+    """Element ``index`` of an array draw failed with ``error`` (what the scalar draw of
+    that element raises: an :class:`ExprError` or a :class:`UserError`)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+def scalar_env(env: Mapping[str, np.ndarray], i: int, names: frozenset[str]) -> dict[str, float]:
+    """The variables element ``i`` sees, of those in ``names`` (NaN: not set there)."""
+    out = {}
+    for name in names:
+        arr = env.get(name)
+        if arr is not None:
+            x = float(arr[i])
+            if x == x:
+                out[name] = x
+    return out
 
 
 def _pow(a: float, b: float) -> float:

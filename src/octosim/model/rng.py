@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
+import numpy as np
+
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 TWO_M53 = 2.0**-53
@@ -94,3 +96,35 @@ class KeyedRandom:
 
     def uniform(self, key: str) -> float:
         return self.stream(key).uniform()
+
+
+# --- the same keys for many draws at once (the workload compiler) -----------------------------
+
+_U64_C1 = np.uint64(0xBF58476D1CE4E5B9)
+_U64_C2 = np.uint64(0x94D049BB133111EB)
+_U64_GOLDEN = np.uint64(GOLDEN)
+
+
+def mix64_array(z: np.ndarray) -> np.ndarray:
+    """:func:`mix64` of each element of a ``uint64`` array (numpy wraps modulo 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * _U64_C1
+    z = (z ^ (z >> np.uint64(27))) * _U64_C2
+    return z ^ (z >> np.uint64(31))
+
+
+def first_uniform_array(states: np.ndarray) -> np.ndarray:
+    """:func:`first_uniform` of each stream state, as ``float64``."""
+    z = mix64_array(states + _U64_GOLDEN)
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * TWO_M53
+
+
+def instance_keys_array(rnd: KeyedRandom, ids: np.ndarray) -> np.ndarray:
+    """:meth:`KeyedRandom.instance_key` of each instance id."""
+    return mix64_array(np.uint64(rnd.seed_key) + (ids.astype(np.uint64) + np.uint64(1))
+                       * _U64_GOLDEN)
+
+
+def child_keys_array(keys: np.ndarray, block_salt: int, j: np.ndarray) -> np.ndarray:
+    """:meth:`KeyedRandom.child_key` of copy / iteration ``j[i]`` under ``keys[i]``."""
+    return mix64_array((keys ^ np.uint64(block_salt))
+                       + (j.astype(np.uint64) + np.uint64(1)) * _U64_GOLDEN)
