@@ -58,10 +58,10 @@ class Recorder(Observer):
     """Every task run's (instance, block, work): the workload as the engine sampled it."""
 
     def __init__(self) -> None:
-        self.runs: list[tuple[int, int, str, int]] = []
+        self.runs: list[tuple[int, tuple[int, int], str, int]] = []
 
     def task_started(self, run: TaskRun, now: int) -> None:
-        self.runs.append((run.inst.id, run.node.block, run.tt.name, run.work))
+        self.runs.append((run.inst.id, run.identity[1:], run.tt.name, run.work))
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ class Recorder(Observer):
             "grants": [(now, list(run.peas))],
             "end": None,
             "work": run.work,
-            "key": (run.inst.id, run.frame.key, run.node.block),
+            "key": run.identity,
         }
         self.starts.append(rec)
         self.by_run.setdefault(id(run), rec)

@@ -28,15 +28,14 @@ from collections.abc import Callable
 from typing import Any
 
 from octosim.engine.events import EventKind
-from octosim.engine.flow import FlowRunner, Frame
 from octosim.engine.stats import LatencyRecorder
 from octosim.engine.tasks import TaskType, build_task_types, streamed_on_peas
+from octosim.engine.workload import END, JUNCTION, FlowPosition, WorkloadChunk, WorkloadCompiler
 from octosim.errors import UserError
 from octosim.hardware.chip import MIXED, TBU, UNBOUND, Chip
 from octosim.model.arch import ArchSpec
-from octosim.model.dists import round_count
-from octosim.model.rng import KeyedRandom, first_uniform, salt
-from octosim.model.workflow import Phase, TaskNode, Workflow
+from octosim.model.rng import KeyedRandom
+from octosim.model.workflow import Phase, Workflow
 from octosim.policies.base import Policy
 
 _COMPLETE = int(EventKind.COMPLETE)
@@ -45,7 +44,6 @@ _READY = int(EventKind.READY)
 _ARRIVAL = int(EventKind.ARRIVAL)
 _TIMER = int(EventKind.TIMER)
 _FAULT = int(EventKind.FAULT)
-ARRIVAL_SALT = salt("arrival")
 WATCHDOG_EVENTS = 1_000_000  # events in a row with no task started and no arrival
 
 
@@ -67,16 +65,17 @@ class Instance:
 class TaskRun:
     """One invocation of a Task Block for one instance."""
 
-    __slots__ = ("tt", "inst", "frame", "node", "work", "out_bytes", "ready_at", "start_at",
-                 "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec", "svc_start",
-                 "work_left", "rate_since", "grants", "stream_scale", "mem_end")
+    __slots__ = ("tt", "inst", "chunk", "node", "cbs", "work", "out_bytes", "ready_at",
+                 "start_at", "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec",
+                 "svc_start", "work_left", "rate_since", "grants", "stream_scale", "mem_end")
 
-    def __init__(self, tt: TaskType, inst: Instance, frame: Frame, node: TaskNode, work: int,
-                 out_bytes: int, src_cluster: int, seq: int) -> None:
+    def __init__(self, tt: TaskType, inst: Instance, chunk: WorkloadChunk, node: int, cbs: int,
+                 work: int, out_bytes: int, src_cluster: int, seq: int) -> None:
         self.tt = tt
         self.inst = inst
-        self.frame = frame
-        self.node = node
+        self.chunk = chunk  # the compiled workload chunk holding its node
+        self.node = node  # its node in the chunk's dependency graph
+        self.cbs = cbs  # Control Blocks passed since its predecessor completed
         self.work = work  # cycles on one PEA
         self.out_bytes = out_bytes
         self.ready_at = 0
@@ -94,6 +93,14 @@ class TaskRun:
         self.grants: list[tuple[int, list[int]]] | None = None  # PEAs added by grow()
         self.stream_scale = 1.0  # a model run's ``scale``: weights stream once per repetition
         self.mem_end = 0  # when its weight streaming over the memory channel completes
+
+    @property
+    def identity(self) -> tuple[int, int, int]:
+        """Which run this is, the same under every policy and architecture for one workflow
+        and seed (common random numbers): its instance, the key of its place in the flow
+        (instance and the foreach copies / loop iterations it belongs to) and its block."""
+        ch = self.chunk
+        return (self.inst.id, int(ch.frame_key[self.node]), ch.block[self.node])
 
     def __repr__(self) -> str:
         return f"TaskRun({self.tt.name}, inst={self.inst.id}, seq={self.seq})"
@@ -204,10 +211,11 @@ class Simulation:
         self._run_seq = 0
         self.events = 0
         self.split_eff = arch.tbu.split_efficiency
-        on_decision = policy.on_decision if type(policy).on_decision is not Policy.on_decision \
-            else None
-        self.flow = FlowRunner(wf, self.rnd, self._on_task_node, self._on_instance_done,
-                               on_decision)
+        self._on_decision = (policy.on_decision
+                             if type(policy).on_decision is not Policy.on_decision else None)
+        self.workload = WorkloadCompiler(wf, self.task_types, self.rnd, arch.tbu.split_efficiency)
+        self._chunks = self.workload.chunks()
+        self._chunk: WorkloadChunk | None = None
         self._new_runs: list[TaskRun] = []
         self._on_complete = (policy.on_complete
                              if type(policy).on_complete is not Policy.on_complete else None)
@@ -492,46 +500,66 @@ class Simulation:
 
     # --- flow callbacks -----------------------------------------------------------------------
 
-    def _on_task_node(self, frame: Frame, node: TaskNode) -> None:
-        tt = self.task_types[node.task.index]
-        inst = frame.inst
+    def _new_run(self, ch: WorkloadChunk, node: int, cbs: int) -> None:
+        """Node ``node`` of ``ch`` (a task run) has all it waits for: create it."""
+        tt = self.task_types[ch.kind[node]]
+        inst: Instance = ch.instances[ch.inst[node]]
         if not self.cluster_alive[inst.cluster]:
             inst.cluster = self.policy.place_instance(inst)
-        flow = self.flow
-        fast = tt.cycles_fast
-        if fast is not None:  # flow.sample_work's common case, inlined
-            x = fast(self.rnd.at(frame.key ^ flow.salt_c[node.block]))
-            if 0.0 <= x <= tt.cycles_upper:
-                work, scale = int(x + 0.5), 1.0
-            else:
-                work, scale = flow.checked_work(tt, frame, x), 1.0
-        else:
-            work, scale = flow.sample_work(tt, frame, node.block)
-        out_bytes = tt.out_fixed
-        if out_bytes is None:
-            out_bytes = round_count(flow.draw(tt.out_bytes, frame,
-                                              frame.key ^ flow.salt_o[node.block],
-                                              f"tasks.{tt.name}.out_bytes"))
         self._run_seq += 1
-        run = TaskRun(tt, inst, frame, node, work, out_bytes, inst.cluster, self._run_seq)
+        work = ch.work[node]
+        run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node], inst.cluster,
+                      self._run_seq)
         self.total_work += work
         if tt.streamed_bytes:
-            run.stream_scale = scale
+            run.stream_scale = ch.scale[node]
             self.total_streamed += round(tt.streamed_bytes * run.stream_scale)
         self._new_runs.append(run)
 
-    def _on_instance_done(self, inst: Instance, frame: Frame) -> None:
+    def _release(self, ch: WorkloadChunk, node: int, cbs: int) -> None:
+        """Node ``node`` of ``ch`` is done (a run completed, or a junction's last run did):
+        the CBU takes the decisions it allowed, and whatever waited only for it goes on,
+        ``cbs`` Control Blocks later plus those on the way."""
+        a = ch.dec_ptr[node]
+        b = ch.dec_ptr[node + 1]
+        if a != b and self._on_decision is not None:
+            for block, outcome in ch.dec[a:b]:
+                self._on_decision(block, outcome)
+        deps = ch.deps
+        succ = ch.succ
+        for e in range(ch.succ_ptr[node], ch.succ_ptr[node + 1]):
+            y = succ[e]
+            d = deps[y] - 1
+            deps[y] = d
+            if d:
+                continue
+            kind = ch.kind[y]
+            if kind >= 0:
+                self._new_run(ch, y, cbs + ch.succ_cbs[e])
+            elif kind == JUNCTION:
+                self._release(ch, y, cbs + ch.succ_cbs[e])
+            else:
+                self._instance_done(ch, ch.inst[y])
+
+    def _instance_done(self, ch: WorkloadChunk, local: int) -> None:
         now = self.now
+        inst: Instance = ch.instances[local]
         inst.done_at = now
-        cp = inst.arrival + frame.cp
+        cp = inst.arrival + ch.cp[local]
         if cp > self.lower_bound_cp:
             self.lower_bound_cp = cp
         self.instances_done += 1
+        ch.open_instances -= 1
         self.latencies.append(now - inst.arrival)
         if now > self.makespan:
             self.makespan = now
         for ob in self.observers:
             ob.instance_done(inst, now)
+
+    def flow_position(self, run: TaskRun) -> FlowPosition:
+        """Where ``run`` stands in the flow: the rest of its sequence of nodes and its scope
+        (what a CBU knows when the run starts, for forecasting policies)."""
+        return run.chunk.position(run.node, self.workload.positions)
 
     def min_service(self, run: TaskRun) -> int:
         """Service at the widest PEA grant the task allows (for the critical path)."""
@@ -572,7 +600,7 @@ class Simulation:
         return self.buffer_slots * (n if n > 1 else 1)
 
     def _make_ready(self, run: TaskRun) -> None:
-        cbs = run.frame.cbs
+        cbs = run.cbs
         if cbs:
             self.control_messages += cbs
             latency = self.policy.control_cycles(cbs, run)
@@ -649,9 +677,7 @@ class Simulation:
                 ob.task_done(run, now)
         new = self._new_runs
         new.clear()
-        tt = run.tt
-        self.flow.task_done(run.frame, tt.tdef, run.node,
-                            run.work if tt.plain_cp else self.min_service(run))
+        self._release(run.chunk, run.node, 0)
         if now != self._acc_t:
             self._account(now)
         k = run.k
@@ -672,27 +698,41 @@ class Simulation:
 
     def _arrive(self, i: int) -> None:
         wf = self.wf
+        ch = self._chunk
+        if ch is None or i >= ch.first + ch.count:
+            ch = self._chunk = next(self._chunks)
+            ch.instances = [None] * ch.count
+        local = i - ch.first
         inst = Instance(i, self.now, wf.phase_of(i))
+        ch.instances[local] = inst
         inst.cluster = self.policy.place_instance(inst)
         self.instances_arrived += 1
         self._progress += 1
         new = self._new_runs
         new.clear()
-        self.flow.start_instance(inst)
+        a = ch.arrival_dec_ptr[local]
+        b = ch.arrival_dec_ptr[local + 1]
+        if a != b and self._on_decision is not None:
+            for block, outcome in ch.arrival_dec[a:b]:
+                self._on_decision(block, outcome)
+        roots, root_cbs = ch.roots, ch.root_cbs
+        for r in range(ch.root_ptr[local], ch.root_ptr[local + 1]):
+            node = roots[r]
+            if ch.kind[node] == END:
+                self._instance_done(ch, local)
+            else:
+                self._new_run(ch, node, root_cbs[r])
         if new:
             self._deposit(None, new, True)  # if blocked: waits in the stage's admission queue
         if i + 1 < wf.count:
-            if wf.arrival_process == "batch":
-                nxt = 0
-            elif wf.arrival_process == "periodic":
-                nxt = round_count((i + 1) * wf.interarrival_cycles)
-            else:
-                rnd = self.rnd
-                gap = -wf.interarrival_cycles * math.log(
-                    first_uniform(rnd.at(rnd.instance_key(i + 1) ^ ARRIVAL_SALT)))
-                self._arrival_clock += gap
-                nxt = round_count(self._arrival_clock)
+            nxt = ch.arrival[local + 1] if local + 1 < ch.count else self._peek_arrival()
             self.schedule(max(nxt, self.now), _ARRIVAL, i + 1)
+
+    def _peek_arrival(self) -> int:
+        """The arrival cycle of the first instance of the next chunk (compiled now)."""
+        ch = self._chunk = next(self._chunks)
+        ch.instances = [None] * ch.count
+        return ch.arrival[0]
 
     def _bound(self, tbu: TBU, task: int) -> None:
         if not tbu.alive:
@@ -795,7 +835,6 @@ class Simulation:
 
     def run(self) -> Simulation:
         wall0 = time.perf_counter()
-        self._arrival_clock = 0.0
         self.policy.setup(self)
         self.schedule(0, _ARRIVAL, 0)
         for f in self.faults:

@@ -74,6 +74,9 @@ class WorkflowModel(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     tasks: dict[str, TaskModel] = Field(min_length=1)
     flow: list[Any] = Field(min_length=1)
+    # Task runs one instance may expand to (nested foreach and loops): beyond it a run ends
+    # with an error naming the block instead of exhausting memory.
+    max_runs_per_instance: int = Field(default=2_000_000, ge=1, le=100_000_000)
 
 
 # --- compiled form --------------------------------------------------------------------------
@@ -170,6 +173,7 @@ class Workflow:
     phases: list[Phase]
     n_blocks: int
     stage_order: dict[str, int] = field(default_factory=dict)
+    max_runs_per_instance: int = 2_000_000
     _phase_starts: list[int] = field(default_factory=list)
 
     def phase_of(self, instance: int) -> Phase | None:
@@ -448,6 +452,7 @@ def parse_workflow(data: Any, file: str) -> Workflow:
         count=model.arrivals.count, input_bytes=model.arrivals.input_bytes,
         vars=vars_, tasks=tasks, flow=flow, phases=phases, n_blocks=fc.n_blocks,
         stage_order=order,
+        max_runs_per_instance=model.max_runs_per_instance,
     )
     wf._phase_starts = [p.start for p in phases]
     return wf

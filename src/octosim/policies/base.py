@@ -16,10 +16,8 @@ from octosim.errors import UserError
 from octosim.model.loader import pydantic_error
 
 if TYPE_CHECKING:
-    from octosim.engine.flow import Frame
     from octosim.engine.sim import Instance, Simulation, TaskRun
     from octosim.hardware.chip import TBU
-    from octosim.model.workflow import Node
 
 
 class PolicyParams(BaseModel):
@@ -82,10 +80,11 @@ class Policy:
         """``tbu`` failed (``--fault``): it is dead, its runs will come back through
         ``on_ready``. Policies drop it from their structures and may rebind others."""
 
-    def on_decision(self, node: Node, frame: Frame, outcome: int) -> None:
-        """A Control Block was decided (what a CBU sees before the work arrives): a foreach's
-        number of copies, a branch's case index (-1: none taken), a loop's iterations when it
-        ends. Only called if a policy overrides it."""
+    def on_decision(self, block: int, outcome: int) -> None:
+        """The Control Block numbered ``block`` was decided, in simulated time, when the CBU
+        takes it (what it sees before the work arrives): a foreach's number of copies, a
+        branch's case index (-1: none taken), a loop's iterations when it ends. Only called if
+        a policy overrides it."""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.params.model_dump()}

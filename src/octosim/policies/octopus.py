@@ -48,7 +48,6 @@ from octosim.policies.registry import register
 from octosim.policies.static import allocate_tbus
 
 if TYPE_CHECKING:
-    from octosim.engine.flow import Frame
     from octosim.engine.sim import Simulation, TaskRun
 
 LEARN_AFTER = 16  # observations of a Control Block before its learned statistics are used
@@ -554,18 +553,19 @@ class OctopusPolicy(Policy):
 
     # --- PCS: learning Control Blocks and announcing successors' work -----------------------
 
-    def on_decision(self, node: Node, frame: Frame, outcome: int) -> None:
-        st = self.learned.get(node.block)
+    def on_decision(self, block: int, outcome: int) -> None:
+        st = self.learned.get(block)
         if st is None:
-            st = self.learned[node.block] = _Learned()
+            st = self.learned[block] = _Learned()
         st.n += 1
         st.total += outcome
         st.cases[outcome] = st.cases.get(outcome, 0) + 1
 
     def _announce(self, run: TaskRun, c: int) -> None:
-        frame = run.frame
+        assert self.sim is not None
+        pos = self.sim.flow_position(run)
         out = [0.0] * len(self.mean_work)
-        self._look(frame.nodes, frame.idx, frame.scope, self.params.lookahead, 1.0, out)
+        self._look(pos.nodes, pos.index, pos.scope, self.params.lookahead, 1.0, out)
         if any(out):
             self.announced[run.seq] = out
             fc = self.forecast[c]

@@ -1,0 +1,744 @@
+"""The compiled workload: every instance's task runs, decided once per seed, in chunks.
+
+Common random numbers make the workload independent of the schedule: what each run costs,
+which Control Block outcomes an instance meets and which run waits for which are fixed by the
+seed. So the flow is interpreted once, ahead of the timed engine, for a chunk of instances at a
+time, with numpy over all frames that stand at the same flow node (a *frame set*), and the
+result is a dependency graph the engine walks:
+
+- *nodes*: task runs, *junctions* (a point where a frame waits for several runs before it
+  takes a Control Block decision) and one *end* node per instance;
+- *edges* from a node to the nodes that wait for it, each with the number of Control Blocks
+  passed on the way (their latency is the policy's: coupled host round trip or CBU);
+- *decisions* (a foreach's copies, a branch's case, a loop's trips) attached to the node whose
+  completion lets the CBU take them, so a policy learns an outcome only when it is taken in
+  simulated time.
+
+The graph reproduces the interpreter it replaces exactly (``tests/engine/test_workload.py``):
+the same keys and draws, the same successors in the same order (depth-first flow order, which
+decides the order runs reach the policy), and the same Control Block count on each edge. A run
+with several predecessors (a join) takes the count of whichever completes last, as the
+interpreter did.
+
+Memory is bounded: a chunk holds ``CHUNK_INSTANCES`` instances, fewer when their frames would
+exceed ``CHUNK_FRAMES``, and one instance may not expand to more than
+``workflow.max_runs_per_instance`` frames (a clear error names the block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from octosim.engine.tasks import TaskType
+from octosim.errors import UserError
+from octosim.model.dists import Value, round_count_array
+from octosim.model.expr import DrawError, Expression
+from octosim.model.rng import (
+    KeyedRandom,
+    child_keys_array,
+    first_uniform_array,
+    instance_keys_array,
+    mix64_array,
+    salt,
+)
+from octosim.model.workflow import (
+    BranchNode,
+    ForeachNode,
+    LoopNode,
+    Node,
+    ParallelNode,
+    TaskNode,
+    Workflow,
+)
+
+CHUNK_INSTANCES = 8192
+CHUNK_FRAMES = 1 << 20  # frames of one chunk at one node: beyond this, the chunk is split
+MAX_FOREACH_COUNT = 1_000_000
+JUNCTION = -1  # node kinds besides task type indices
+END = -2
+ARRIVAL_SALT = salt("arrival")
+
+_I64 = np.int64
+_EMPTY = np.zeros(0, dtype=_I64)
+
+
+class _ChunkTooLarge(Exception):
+    """The chunk's frames outgrow CHUNK_FRAMES: compile fewer instances at once."""
+
+
+@dataclass
+class FlowPosition:
+    """Where a run stands in the flow, as a CBU sees it when the run starts: the rest of its
+    sequence of nodes and the variables of its scope."""
+
+    nodes: list[Node]
+    index: int
+    scope: dict[str, float]
+
+
+class WorkloadChunk:
+    """Instances ``first`` .. ``first + count - 1``: their arrivals and dependency graph.
+
+    Everything the engine reads per event is a plain list (indexing a list is several times
+    cheaper than indexing a numpy array from Python); ``deps`` is decremented as runs finish.
+    """
+
+    __slots__ = ("first", "count", "arrival", "cp", "root_ptr", "roots", "root_cbs",
+                 "arrival_dec_ptr", "arrival_dec", "kind", "inst", "work", "out_bytes",
+                 "scale", "block", "deps", "succ_ptr", "succ", "succ_cbs", "dec_ptr", "dec",
+                 "open_instances", "instances", "_snaps", "_snap_of", "_elem_of", "frame_key")
+
+    first: int
+    count: int
+    arrival: list[int]
+    cp: list[int]
+    root_ptr: list[int]
+    roots: list[int]
+    root_cbs: list[int]
+    arrival_dec_ptr: list[int]
+    arrival_dec: list[tuple[int, int]]
+    kind: list[int]
+    inst: list[int]
+    work: list[int]
+    out_bytes: list[int]
+    scale: list[float]
+    block: list[int]
+    deps: list[int]
+    succ_ptr: list[int]
+    succ: list[int]
+    succ_cbs: list[int]
+    dec_ptr: list[int]
+    dec: list[tuple[int, int]]
+    open_instances: int
+    instances: list[Any]  # the engine's instance objects, filled as they arrive
+    _snaps: list[dict[str, np.ndarray]]  # scopes at the task nodes (flow positions)
+    _snap_of: list[int]
+    _elem_of: list[int]
+    frame_key: np.ndarray  # per node: the key of its frame (hashes instance and flow path)
+
+    def position(self, node: int, positions: dict[int, tuple[list[Node], int]]) -> FlowPosition:
+        """The flow position of run ``node`` (for forecasting policies; not on the hot path)."""
+        nodes, index = positions[self.block[node]]
+        snap = self._snaps[self._snap_of[node]]
+        elem = self._elem_of[node]
+        scope = {}
+        for name, arr in snap.items():
+            x = float(arr[elem])
+            if x == x:
+                scope[name] = x
+        return FlowPosition(nodes, index, scope)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.kind)
+
+
+class _Frames:
+    """Frames (one per element) that stand at the same flow node.
+
+    ``tf``/``tn``/``tc`` are the frames' *tails*, sorted by frame: the nodes each frame waits
+    for before it goes on (-1: the instance's arrival) and the Control Blocks passed since.
+    Scope arrays are never written in place, so a shallow copy of ``scope`` is a snapshot.
+    """
+
+    __slots__ = ("n", "inst", "key", "cp", "path", "scope", "tf", "tn", "tc")
+
+    def __init__(self, n: int, inst: np.ndarray, key: np.ndarray, cp: np.ndarray,
+                 path: np.ndarray, scope: dict[str, np.ndarray], tf: np.ndarray,
+                 tn: np.ndarray, tc: np.ndarray) -> None:
+        self.n, self.inst, self.key, self.cp, self.path, self.scope = n, inst, key, cp, path, scope
+        self.tf, self.tn, self.tc = tf, tn, tc
+
+    def subset(self, idx: np.ndarray) -> _Frames:
+        """The frames ``idx`` (sorted) with their tails, renumbered from 0."""
+        pos = np.full(self.n, -1, dtype=_I64)
+        pos[idx] = np.arange(len(idx))
+        keep = pos[self.tf] >= 0
+        return _Frames(len(idx), self.inst[idx], self.key[idx], self.cp[idx], self.path[idx],
+                       {k: v[idx] for k, v in self.scope.items()}, pos[self.tf[keep]],
+                       self.tn[keep], self.tc[keep])
+
+    def merge(self, idx: np.ndarray, sub: _Frames) -> None:
+        """Frames ``idx`` went on as ``sub`` in the same scope (a branch case, a loop
+        iteration): take back its variables, critical path and tails."""
+        for name, arr in sub.scope.items():
+            cur = self.scope.get(name)
+            new = np.full(self.n, np.nan) if cur is None else cur.copy()
+            new[idx] = arr
+            self.scope[name] = new
+        cp = self.cp.copy()
+        cp[idx] = sub.cp
+        self.cp = cp
+        mine = np.zeros(self.n, dtype=bool)
+        mine[idx] = True
+        keep = ~mine[self.tf]
+        self._set_tails(np.concatenate((self.tf[keep], idx[sub.tf])),
+                        np.concatenate((self.tn[keep], sub.tn)),
+                        np.concatenate((self.tc[keep], sub.tc)))
+
+    def _set_tails(self, tf: np.ndarray, tn: np.ndarray, tc: np.ndarray) -> None:
+        order = np.argsort(tf, kind="stable")
+        self.tf, self.tn, self.tc = tf[order], tn[order], tc[order]
+
+    def passed_cb(self, frames: np.ndarray | None = None) -> None:
+        """The frames (all, or those given as a boolean mask) passed one Control Block."""
+        if frames is None:
+            self.tc = self.tc + 1
+        else:
+            self.tc = self.tc + frames[self.tf]
+
+
+def _normalise_tails(tf: np.ndarray, tn: np.ndarray, tc: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame, keep the last of equal tails (they complete together and the last edge
+    decides the count), and drop the arrival when the frame also waits for runs (it has
+    happened before any of them completes). Order within a frame is kept."""
+    if len(tf) < 2:
+        return tf, tn, tc
+    m = len(tf)
+    # Last occurrence of each (frame, node): unique over the reversed arrays.
+    rev = np.arange(m - 1, -1, -1)
+    pair = np.stack((tf[rev], tn[rev]), axis=1)
+    _, first_rev = np.unique(pair, axis=0, return_index=True)
+    keep = np.zeros(m, dtype=bool)
+    keep[rev[first_rev]] = True
+    has_run = np.zeros(int(tf.max()) + 1, dtype=bool)
+    has_run[tf[tn >= 0]] = True
+    keep &= (tn >= 0) | ~has_run[tf]
+    return tf[keep], tn[keep], tc[keep]
+
+
+class _Builder:
+    """Accumulates the nodes, edges and decisions of one chunk."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self.first = int(ids[0])
+        self.count = count = len(ids)
+        self.n_nodes = 0
+        self.node_parts: list[tuple[np.ndarray, ...]] = []  # kind, inst, work, out, scale,
+        self.path_parts: list[np.ndarray] = []  # block, snap, elem; path (2-D)
+        self.edge_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.root_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # inst, node, cbs
+        self.dec_parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # trigger, block, outcome
+        self.snaps: list[dict[str, np.ndarray]] = []
+        self.frames_of_inst = np.zeros(count, dtype=_I64)
+
+    # --- nodes and edges --------------------------------------------------------------------
+
+    def add_nodes(self, kind: np.ndarray, frames: _Frames, work: np.ndarray,
+                  out_bytes: np.ndarray, scale: np.ndarray, block: int, snap: int) -> np.ndarray:
+        """New nodes, one per frame, waiting for the frames' tails; return their ids."""
+        n = frames.n
+        ids = np.arange(self.n_nodes, self.n_nodes + n, dtype=_I64)
+        self.n_nodes += n
+        self.node_parts.append((kind, frames.inst, work, out_bytes, scale,
+                                np.full(n, block, dtype=_I64), np.full(n, snap, dtype=_I64),
+                                np.arange(n, dtype=_I64), frames.key))
+        self.path_parts.append(frames.path)
+        tf, tn, tc = frames.tf, frames.tn, frames.tc
+        run = tn >= 0
+        self.edge_parts.append((tn[run], ids[tf[run]], tc[run]))
+        # Frames waiting for nothing but the arrival start with it: roots of their instance.
+        waits = np.zeros(n, dtype=bool)
+        waits[tf[run]] = True
+        arr = ~run & ~waits[tf]
+        if arr.any():
+            self.root_parts.append((frames.inst[tf[arr]], ids[tf[arr]], tc[arr]))
+        return ids
+
+    def triggers(self, frames: _Frames, idx: np.ndarray) -> np.ndarray:
+        """For frames ``idx``, the node whose completion lets the CBU decide there (a frame
+        waiting for several runs first gets a junction); ``-1 - instance`` for the arrival."""
+        counts = np.bincount(frames.tf, minlength=frames.n)
+        multi = idx[counts[idx] > 1]
+        if len(multi):
+            sub = frames.subset(multi)
+            jn = len(multi)
+            ids = self.add_nodes(np.full(jn, JUNCTION, dtype=_I64), sub, np.zeros(jn, _I64),
+                                 np.zeros(jn, _I64), np.ones(jn), -1, -1)
+            mine = np.zeros(frames.n, dtype=bool)
+            mine[multi] = True
+            keep = ~mine[frames.tf]
+            frames._set_tails(np.concatenate((frames.tf[keep], multi)),
+                              np.concatenate((frames.tn[keep], ids)),
+                              np.concatenate((frames.tc[keep], np.zeros(jn, dtype=_I64))))
+        first = np.searchsorted(frames.tf, idx)
+        tn = frames.tn[first]
+        return np.where(tn >= 0, tn, -1 - frames.inst[idx])
+
+    def decide(self, frames: _Frames, idx: np.ndarray, block: int,
+               outcome: np.ndarray) -> None:
+        if len(idx):
+            self.dec_parts.append((self.triggers(frames, idx), block, outcome))
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    def instance_id(self, local: int) -> int:
+        return int(self.ids[local])
+
+    def finish(self, root: _Frames, arrival: np.ndarray) -> WorkloadChunk:
+        count = self.count
+        # One end node per instance, waiting for the root frame's tails.
+        self.add_nodes(np.full(count, END, dtype=_I64), root, np.zeros(count, _I64),
+                       np.zeros(count, _I64), np.ones(count), -1, -1)
+        n = self.n_nodes
+        cols = [np.concatenate(col) for col in zip(*self.node_parts, strict=True)]
+        kind, inst, work, out_bytes, scale, block, snap, elem, frame_key = cols
+        depth = max((p.shape[1] for p in self.path_parts), default=0)
+        path = np.full((n, depth), -1, dtype=_I64)
+        row = 0
+        for p in self.path_parts:
+            path[row:row + len(p), :p.shape[1]] = p
+            row += len(p)
+        src = np.concatenate([e[0] for e in self.edge_parts]) if self.edge_parts else _EMPTY
+        dst = np.concatenate([e[1] for e in self.edge_parts]) if self.edge_parts else _EMPTY
+        cbs = np.concatenate([e[2] for e in self.edge_parts]) if self.edge_parts else _EMPTY
+        # Successors in depth-first flow order: by the targets' paths of copy/arm indices.
+        keys = [path[dst, d] for d in range(depth - 1, -1, -1)]
+        order = np.lexsort((*keys, src)) if len(src) else _EMPTY
+        src, dst, cbs = src[order], dst[order], cbs[order]
+        ch = WorkloadChunk()
+        ch.first, ch.count = self.first, count
+        ch.arrival = arrival.tolist()
+        ch.kind, ch.inst = kind.tolist(), inst.tolist()
+        ch.work, ch.out_bytes, ch.scale = work.tolist(), out_bytes.tolist(), scale.tolist()
+        ch.block = block.tolist()
+        ch.deps = np.bincount(dst, minlength=n).tolist()
+        ptr = np.zeros(n + 1, dtype=_I64)
+        np.cumsum(np.bincount(src, minlength=n), out=ptr[1:])
+        ch.succ_ptr, ch.succ, ch.succ_cbs = ptr.tolist(), dst.tolist(), cbs.tolist()
+        # Roots per instance, in flow order.
+        if self.root_parts:
+            r_inst = np.concatenate([r[0] for r in self.root_parts])
+            r_node = np.concatenate([r[1] for r in self.root_parts])
+            r_cbs = np.concatenate([r[2] for r in self.root_parts])
+            o = np.lexsort((*[path[r_node, d] for d in range(depth - 1, -1, -1)], r_inst))
+            r_inst, r_node, r_cbs = r_inst[o], r_node[o], r_cbs[o]
+        else:
+            r_inst = r_node = r_cbs = _EMPTY
+        rptr = np.zeros(count + 1, dtype=_I64)
+        np.cumsum(np.bincount(r_inst, minlength=count), out=rptr[1:])
+        ch.root_ptr, ch.roots, ch.root_cbs = rptr.tolist(), r_node.tolist(), r_cbs.tolist()
+        # Decisions per trigger node, and per instance for those taken at arrival.
+        if self.dec_parts:
+            trig = np.concatenate([d[0] for d in self.dec_parts])
+            blk = np.concatenate([np.full(len(d[0]), d[1], dtype=_I64) for d in self.dec_parts])
+            out = np.concatenate([d[2] for d in self.dec_parts]).astype(_I64)
+        else:
+            trig = blk = out = _EMPTY
+        at_node = trig >= 0
+        ch.dec_ptr, ch.dec = _grouped(trig[at_node], blk[at_node], out[at_node], n)
+        ch.arrival_dec_ptr, ch.arrival_dec = _grouped(-1 - trig[~at_node], blk[~at_node],
+                                                      out[~at_node], count)
+        ch.cp = root.cp.tolist()
+        ch.open_instances = count
+        ch._snaps = self.snaps
+        ch._snap_of = snap.tolist()
+        ch._elem_of = elem.tolist()
+        ch.frame_key = frame_key
+        return ch
+
+
+def _grouped(owner: np.ndarray, block: np.ndarray, outcome: np.ndarray, n: int
+             ) -> tuple[list[int], list[tuple[int, int]]]:
+    """CSR of (block, outcome) pairs per owner, in the order they were taken."""
+    order = np.argsort(owner, kind="stable")
+    ptr = np.zeros(n + 1, dtype=_I64)
+    np.cumsum(np.bincount(owner, minlength=n), out=ptr[1:])
+    pairs = list(zip(block[order].tolist(), outcome[order].tolist(), strict=True))
+    return ptr.tolist(), pairs
+
+
+class WorkloadCompiler:
+    """Compiles instances of one workflow for one seed into :class:`WorkloadChunk` s."""
+
+    def __init__(self, wf: Workflow, task_types: list[TaskType], rnd: KeyedRandom,
+                 split_efficiency: float, chunk_instances: int = CHUNK_INSTANCES) -> None:
+        self.wf = wf
+        self.types = task_types
+        self.rnd = rnd
+        self.split_eff = split_efficiency
+        self.chunk_instances = chunk_instances
+        self.max_frames = wf.max_runs_per_instance
+        n = wf.n_blocks
+        self.salt_block = [salt(f"block {b}") for b in range(n)]
+        self.salt_c = [salt(f"{b}/c") for b in range(n)]
+        self.salt_s = [salt(f"{b}/s") for b in range(n)]
+        self.salt_o = [salt(f"{b}/o") for b in range(n)]
+        self.salt_n = [salt(f"{b}/n") for b in range(n)]
+        self.salt_b = [salt(f"{b}/b") for b in range(n)]
+        self.salt_root_v = {name: salt(f"v/{name}") for name in wf.vars}
+        self._salt_v: dict[tuple[int, str], int] = {}
+        self._clock = 0.0
+        self._next_arrival = 0
+        # The flow position after each task node (what a forecasting policy reads).
+        self.positions: dict[int, tuple[list[Node], int]] = {}
+        self._index_positions(wf.flow)
+        starts = [p.start for p in wf.phases]
+        self._phase_starts = np.array(starts, dtype=_I64)
+
+    def _index_positions(self, nodes: list[Node]) -> None:
+        for i, node in enumerate(nodes):
+            t = type(node)
+            if t is TaskNode:
+                self.positions[node.block] = (nodes, i + 1)
+            elif t is ForeachNode or t is LoopNode:
+                self._index_positions(node.body)  # type: ignore[attr-defined]
+            elif t is BranchNode:
+                for case in node.cases:  # type: ignore[attr-defined]
+                    self._index_positions(case.body)
+            elif t is ParallelNode:
+                for arm in node.arms:  # type: ignore[attr-defined]
+                    self._index_positions(arm)
+
+    # --- chunks -------------------------------------------------------------------------------
+
+    def chunks(self, first: int = 0) -> Iterator[WorkloadChunk]:
+        """All instances from ``first``, chunk by chunk (lazily: memory stays bounded)."""
+        i = first
+        total = self.wf.count
+        size = self.chunk_instances
+        while i < total:
+            m = min(size, total - i)
+            clock = self._clock
+            try:
+                ch = self.compile(i, m)
+            except _ChunkTooLarge:
+                if m == 1:  # pragma: no cover - one instance within max_runs always fits
+                    raise
+                self._clock = clock
+                size = max(1, m // 2)
+                continue
+            i += m
+            size = min(self.chunk_instances, size * 2)
+            yield ch
+
+    def arrivals(self, first: int, count: int) -> np.ndarray:
+        """Arrival cycles of instances ``first`` .. (they must be asked for in order)."""
+        wf = self.wf
+        ids = np.arange(first, first + count, dtype=_I64)
+        if wf.arrival_process == "batch":
+            return np.zeros(count, dtype=_I64)
+        if wf.arrival_process == "periodic":
+            return round_count_array(ids * wf.interarrival_cycles)
+        keys = instance_keys_array(self.rnd, ids)
+        gaps = -wf.interarrival_cycles * np.log(
+            first_uniform_array(mix64_array(keys ^ np.uint64(ARRIVAL_SALT))))
+        if first == 0:
+            gaps[0] = 0.0  # the first instance arrives at cycle 0
+        acc = np.cumsum(np.concatenate(([self._clock], gaps)))[1:]
+        self._clock = float(acc[-1])
+        return round_count_array(acc)
+
+    def compile(self, first: int, count: int) -> WorkloadChunk:
+        """Instances ``first`` .. ``first + count - 1`` with their arrivals (which must follow
+        the previous chunk's: call in order)."""
+        ids = np.arange(first, first + count, dtype=_I64)
+        b, root = self._build(ids)
+        return b.finish(root, self.arrivals(first, count))
+
+    def compile_instances(self, ids: np.ndarray) -> WorkloadChunk:
+        """The runs of any instances (a profile's sample), without arrival times."""
+        b, root = self._build(ids.astype(_I64))
+        return b.finish(root, np.zeros(len(ids), dtype=_I64))
+
+    def _build(self, ids: np.ndarray) -> tuple[_Builder, _Frames]:
+        b = _Builder(ids)
+        count = len(ids)
+        local = np.arange(count, dtype=_I64)
+        root = _Frames(count, local, instance_keys_array(self.rnd, ids),
+                       np.zeros(count, dtype=_I64), np.zeros((count, 0), dtype=_I64), {},
+                       local.copy(), np.full(count, -1, dtype=_I64),
+                       np.zeros(count, dtype=_I64))
+        self._phase = (np.searchsorted(self._phase_starts, ids, side="right") - 1
+                       if len(self._phase_starts) else None)
+        for name, value in self.wf.vars.items():
+            root.scope[name] = self._draw_var(name, value, root, self.salt_root_v[name],
+                                              f"vars.{name}", b)
+        self._seq(self.wf.flow, root, b)
+        return b, root
+
+    # --- draws --------------------------------------------------------------------------------
+
+    def _error(self, exc: DrawError, frames: _Frames, b: _Builder, where: str) -> UserError:
+        err = exc.error
+        msg = err.what if isinstance(err, UserError) else str(err)
+        inst = b.instance_id(int(frames.inst[exc.index]))
+        return UserError(f"{msg} (instance {inst})", file=self.wf.file, where=where)
+
+    def _draw(self, value: Value, frames: _Frames, quantity_salt: int, where: str,
+              b: _Builder, scope: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        states = mix64_array(frames.key ^ np.uint64(quantity_salt))
+        try:
+            return value.sample_array(states, frames.scope if scope is None else scope)
+        except DrawError as exc:
+            raise self._error(exc, frames, b, where) from None
+
+    def _draw_var(self, name: str, value: Value, frames: _Frames, quantity_salt: int,
+                  where: str, b: _Builder) -> np.ndarray:
+        """A variable, drawn from the phase's override where an instance's phase has one."""
+        phases = self.wf.phases
+        if self._phase is None or not any(name in p.overrides for p in phases):
+            return self._draw(value, frames, quantity_salt, where, b)
+        phase_of = self._phase[frames.inst]
+        out = np.empty(frames.n)
+        for pi, phase in enumerate(phases):
+            sel = np.flatnonzero(phase_of == pi)
+            if not len(sel):
+                continue
+            sub = frames.subset(sel)
+            out[sel] = self._draw(phase.overrides.get(name, value), sub, quantity_salt, where,
+                                  b)
+        return out
+
+    def _cond(self, cond: Expression, frames: _Frames, idx: np.ndarray, where: str,
+              b: _Builder) -> np.ndarray:
+        env = {k: v[idx] for k, v in frames.scope.items()}
+        try:
+            return cond.evaluate_array(env, len(idx)) != 0
+        except DrawError as exc:
+            inst = b.instance_id(int(frames.inst[idx[exc.index]]))
+            raise UserError(f"{exc.error} (instance {inst})", file=self.wf.file,
+                            where=where) from None
+
+    def salt_var(self, block: int, name: str) -> int:
+        key = (block, name)
+        s = self._salt_v.get(key)
+        if s is None:
+            s = self._salt_v[key] = salt(f"{block}/v.{name}")
+        return s
+
+    # --- the flow, for a set of frames ---------------------------------------------------------
+
+    def _seq(self, nodes: list[Node], f: _Frames, b: _Builder) -> None:
+        for node in nodes:
+            if f.n == 0:
+                return
+            t = type(node)
+            if t is TaskNode:
+                self._task(node, f, b)  # type: ignore[arg-type]
+            elif t is ForeachNode:
+                self._foreach(node, f, b)  # type: ignore[arg-type]
+            elif t is ParallelNode:
+                self._parallel(node, f, b)  # type: ignore[arg-type]
+            elif t is BranchNode:
+                self._branch(node, f, b)  # type: ignore[arg-type]
+            elif t is LoopNode:
+                self._loop(node, f, b)  # type: ignore[arg-type]
+            else:  # pragma: no cover
+                raise AssertionError(f"unknown node {node!r}")
+
+    def _task(self, node: TaskNode, f: _Frames, b: _Builder) -> None:
+        tt = self.types[node.task.index]
+        block = node.block
+        n = f.n
+        scale = np.ones(n)
+        if tt.cycles is not None:
+            work = round_count_array(self._draw(tt.cycles, f, self.salt_c[block],
+                                                f"tasks.{tt.name}.cycles", b))
+        elif tt.scale is None:
+            work = np.full(n, tt.model_cycles, dtype=_I64)
+        else:
+            scale = np.maximum(0.0, self._draw(tt.scale, f, self.salt_s[block],
+                                               f"tasks.{tt.name}.scale", b))
+            work = round_count_array(tt.model_cycles * scale)
+        if tt.out_fixed is not None:
+            out = np.full(n, tt.out_fixed, dtype=_I64)
+        else:
+            out = round_count_array(self._draw(tt.out_bytes, f, self.salt_o[block],
+                                               f"tasks.{tt.name}.out_bytes", b))
+        b.snaps.append(dict(f.scope))
+        ids = b.add_nodes(np.full(n, tt.idx, dtype=_I64), f, work, out, scale, block,
+                          len(b.snaps) - 1)
+        idx = np.arange(n, dtype=_I64)
+        f.tf, f.tn, f.tc = idx, ids, np.zeros(n, dtype=_I64)
+        f.cp = f.cp + self._cp_cycles(tt, work, scale)
+        for name, value in node.task.sets.items():
+            f.scope[name] = self._draw_var(name, value, f, self.salt_var(block, name),
+                                           f"tasks.{tt.name}.sets.{name}", b)
+
+    def _cp_cycles(self, tt: TaskType, work: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Each run's service at its widest grant (the critical path at full parallelism)."""
+        if tt.plain_cp:
+            return work
+        k = tt.kmax
+        svc = work
+        if k > 1:
+            svc = np.ceil(work / (1.0 + (k - 1) * self.split_eff)).astype(_I64)
+        floor = tt.floor_cycles
+        if not floor:
+            return svc
+        floors = np.where(scale != 1.0, np.ceil(floor * scale), float(floor)).astype(_I64)
+        return np.maximum(svc, floors)
+
+    def _foreach(self, node: ForeachNode, f: _Frames, b: _Builder) -> None:
+        f.passed_cb()
+        counts = round_count_array(self._draw(node.count, f, self.salt_n[node.block],
+                                              f"{node.where}.foreach", b))
+        big = np.flatnonzero(counts > MAX_FOREACH_COUNT)
+        if len(big):
+            i = int(big[0])
+            raise UserError(f"foreach count {int(counts[i])} is larger than "
+                            f"{MAX_FOREACH_COUNT} (instance {b.instance_id(int(f.inst[i]))})",
+                            file=self.wf.file, where=node.where)
+        all_idx = np.arange(f.n, dtype=_I64)
+        b.decide(f, all_idx, node.block, counts)
+        go = np.flatnonzero(counts > 0)
+        if not len(go):
+            return
+        n_go = counts[go]
+        total = int(n_go.sum())
+        self._check_size(f, go, n_go, total, node, b)
+        parent = np.repeat(go, n_go)
+        starts = np.cumsum(n_go) - n_go
+        j = np.arange(total, dtype=_I64) - np.repeat(starts, n_go)
+        keys = child_keys_array(f.key[parent], self.salt_block[node.block], j)
+        kids = self._children(f, parent, j, keys)
+        self._seq(node.body, kids, b)
+        self._join(f, go, [(kids, parent)])
+
+    def _check_size(self, f: _Frames, go: np.ndarray, n_go: np.ndarray, total: int,
+                    node: Node, b: _Builder) -> None:
+        """Bound the frames one instance (and one chunk) may expand to."""
+        per_inst = np.bincount(f.inst[go], weights=n_go, minlength=b.count)
+        b.frames_of_inst = b.frames_of_inst + per_inst.astype(_I64)
+        worst = int(np.argmax(b.frames_of_inst))
+        if b.frames_of_inst[worst] > self.max_frames:
+            raise UserError(
+                f"instance {b.instance_id(worst)} expands to more than {self.max_frames} task runs "
+                f"here (nested foreach or loop); raise workflow.max_runs_per_instance if "
+                "intended", file=self.wf.file, where=node.where)
+        if total > CHUNK_FRAMES and b.count > 1:
+            raise _ChunkTooLarge
+
+    def _children(self, f: _Frames, parent: np.ndarray, j: np.ndarray,
+                  keys: np.ndarray) -> _Frames:
+        """Child frames (foreach copies or parallel arms) of ``f``'s frames ``parent``, copy
+        index ``j``: own scope copies, the parent's tails."""
+        m = len(parent)
+        ntails = np.bincount(f.tf, minlength=f.n)
+        tptr = np.cumsum(ntails) - ntails
+        per_child = ntails[parent]
+        total = int(per_child.sum())
+        child = np.repeat(np.arange(m, dtype=_I64), per_child)
+        offs = np.arange(total, dtype=_I64) - np.repeat(np.cumsum(per_child) - per_child,
+                                                         per_child)
+        src = np.repeat(tptr[parent], per_child) + offs
+        path = np.concatenate((f.path[parent], j[:, None]), axis=1)
+        return _Frames(m, f.inst[parent], keys, f.cp[parent], path,
+                       {k: v[parent] for k, v in f.scope.items()}, child, f.tn[src],
+                       f.tc[src])
+
+    def _join(self, f: _Frames, idx: np.ndarray,
+              groups: list[tuple[_Frames, np.ndarray]]) -> None:
+        """Frames ``idx`` of ``f`` waited for their children (``groups``: child frames and
+        their parent of each): their tails become the children's, one CB later."""
+        mine = np.zeros(f.n, dtype=bool)
+        mine[idx] = True
+        keep = ~mine[f.tf]
+        tfs, tns, tcs, rank = [f.tf[keep]], [f.tn[keep]], [f.tc[keep]], [np.zeros(int(keep.sum()))]
+        cp = f.cp.copy()
+        for g, (kids, parent) in enumerate(groups):
+            tfs.append(parent[kids.tf])
+            tns.append(kids.tn)
+            tcs.append(kids.tc + 1)
+            rank.append(np.full(len(kids.tf), g + 1.0))
+            np.maximum.at(cp, parent, kids.cp)
+        f.cp = cp
+        tf, tn, tc, rk = (np.concatenate(x) for x in (tfs, tns, tcs, rank))
+        # By frame, then group (parallel arm), keeping each child's order (children of one
+        # group are in copy order already).
+        order = np.lexsort((rk, tf))
+        tf, tn, tc = _normalise_tails(tf[order], tn[order], tc[order])
+        f.tf, f.tn, f.tc = tf, tn, tc
+
+    def _parallel(self, node: ParallelNode, f: _Frames, b: _Builder) -> None:
+        f.passed_cb()
+        idx = np.arange(f.n, dtype=_I64)
+        groups = []
+        for a, arm in enumerate(node.arms):
+            kids = self._children(f, idx, np.full(f.n, a, dtype=_I64), f.key)
+            self._seq(arm, kids, b)
+            groups.append((kids, idx))
+        self._check_size(f, idx, np.full(f.n, len(node.arms)), f.n * len(node.arms), node, b)
+        self._join(f, idx, groups)
+
+    def _branch(self, node: BranchNode, f: _Frames, b: _Builder) -> None:
+        f.passed_cb()
+        chosen = np.full(f.n, -1, dtype=_I64)
+        undecided = np.ones(f.n, dtype=bool)
+        u: np.ndarray | None = None
+        acc = 0.0
+        for ci, case in enumerate(node.cases):
+            idx = np.flatnonzero(undecided)
+            if not len(idx):
+                break
+            if case.kind == "when":
+                assert case.cond is not None
+                hit = idx[self._cond(case.cond, f, idx, f"{node.where}.branch", b)]
+            elif case.kind == "p":
+                if u is None:
+                    u = first_uniform_array(mix64_array(f.key ^ np.uint64(
+                        self.salt_b[node.block])))
+                acc += case.p
+                hit = idx[u[idx] < acc]
+            else:
+                hit = idx
+            chosen[hit] = ci
+            undecided[hit] = False
+        b.decide(f, np.arange(f.n, dtype=_I64), node.block, chosen)
+        for ci, case in enumerate(node.cases):
+            if not case.body:
+                continue
+            sel = np.flatnonzero(chosen == ci)
+            if len(sel):
+                sub = f.subset(sel)
+                self._seq(case.body, sub, b)
+                f.merge(sel, sub)
+
+    def _loop(self, node: LoopNode, f: _Frames, b: _Builder) -> None:
+        f.passed_cb()
+        remaining = None
+        if node.count is not None:
+            remaining = round_count_array(self._draw(node.count, f, self.salt_n[node.block],
+                                                     f"{node.where}.loop.count", b))
+        active = np.arange(f.n, dtype=_I64)
+        iteration = 0
+        while len(active):
+            if remaining is not None:
+                go = remaining[active] > iteration
+            else:
+                assert node.cond is not None
+                go = self._cond(node.cond, f, active, f"{node.where}.loop.while", b)
+            stop = active[~go]
+            b.decide(f, stop, node.block, np.full(len(stop), iteration, dtype=_I64))
+            active = active[go]
+            if not len(active):
+                break
+            if iteration >= node.max_iterations:
+                raise UserError(f"loop ran {node.max_iterations} iterations without ending "
+                                f"(instance {b.instance_id(int(f.inst[active[0]]))}); raise "
+                                "loop.max_iterations if intended", file=self.wf.file,
+                                where=node.where)
+            self._check_size(f, active, np.ones(len(active), dtype=_I64), len(active), node, b)
+            sub = f.subset(active)
+            sub.key = child_keys_array(f.key[active], self.salt_block[node.block],
+                                       np.full(len(active), iteration, dtype=_I64))
+            self._seq(node.body, sub, b)
+            f.merge(active, sub)
+            mask = np.zeros(f.n, dtype=bool)
+            mask[active] = True
+            f.passed_cb(mask)
+            iteration += 1
+
+
+def describe_chunk(ch: WorkloadChunk) -> dict[str, Any]:
+    """Counts of one chunk (for tests and debugging)."""
+    kinds = np.array(ch.kind)
+    return {"instances": ch.count, "runs": int((kinds >= 0).sum()),
+            "junctions": int((kinds == JUNCTION).sum()), "edges": len(ch.succ)}
