@@ -9,6 +9,7 @@ import pytest
 
 from octosim.cli import main
 from octosim.experiments.batch import RunSpec, run_many
+from octosim.workloads import resolve
 
 SMALL = ["--set", "workflow.arrivals.count=10", "--set", "workflow.phases=[]",
          "--set", "workflow.arrivals.process=batch"]
@@ -42,32 +43,77 @@ def test_a_failing_point_does_not_lose_the_others() -> None:
                      ("workflow.arrivals.count=5", "workflow.phases=[]"))]
     results = run_many(specs, workers=2)
     assert [r.error is None for r in results] == [True, False, True]
-    assert "arch.tbu.peas" in (results[1].error or "") or "tbu" in (results[1].error or "")
+    assert results[1].error == (
+        f"error: {resolve('arch', 'octopus-chip')}: tbu.peas: Input should be greater than or "
+        "equal to 1 (got 0) (set by --set arch.tbu.peas)")
     assert results[0].summary and results[2].summary
 
 
 def test_reproduce_quick_on_one_workflow(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Every number reproduce reports is computed from the runs it made, and those runs are
+    what ``octosim run`` gives for the configuration they record."""
     out = tmp_path / "r"
     assert main(["reproduce", "--quick", "--workflow", "street-camera", "--out", str(out),
                  "--workers", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["speedup"]) == {"static", "reactive", "indiscriminate"}
-    for st in report["speedup"].values():
-        assert {"mean", "geomean", "max"} <= set(st)
-    assert {"mean", "max"} <= set(report["bound_ratio"])
-    (wf,) = report["workflows"]
-    assert wf["workflow"] == "street-camera"
-    assert {"static", "reactive", "indiscriminate", "octopus"} <= set(wf["makespan_cycles"])
-    assert wf["makespan_cycles"]["octopus"] >= wf["lower_bound_cycles"]
-    assert report["bound_ratio"]["max"] >= 1.0
-    assert set(report["ablation_speedup_vs_static"]) == {"static", "+DDS", "+ATS", "+PCS"}
-    assert {r["load"] for r in report["latency"]} == {0.5, 0.8}
     assert not report["failures"]
     for name in ("results.json", "results.md", "speedup.png", "ablation.png", "idle.png",
                  "latency.png", "runs.jsonl"):
         assert (out / name).stat().st_size > 0, name
+    assert json.loads((out / "results.json").read_text()) == report
+
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    by_label = {dict(map(tuple, r["spec"]["tags"]))["label"]: r for r in runs
+                if "label" in dict(map(tuple, r["spec"]["tags"]))}
+    labels = {"static", "reactive", "indiscriminate", "octopus", "octopus+DDS", "octopus+ATS"}
+    assert set(by_label) == labels
+    (wf,) = report["workflows"]
+    assert wf["workflow"] == "street-camera"
+    ms = {lb: r["summary"]["makespan_cycles"] for lb, r in by_label.items()}
+    assert wf["makespan_cycles"] == ms
+    octopus = by_label["octopus"]["summary"]
+    assert wf["lower_bound_cycles"] == octopus["lower_bound_cycles"]
+    assert wf["instances"] == octopus["instances"] == 100  # --quick: a quarter of 400
+
+    # Speed-ups, the bound ratio and the ablation are ratios of those makespans (one seed,
+    # one workflow: every statistic is that one ratio).
+    def stats(x: float) -> dict[str, float]:
+        return dict.fromkeys(("mean", "geomean", "max", "min"), round(x, 4))
+
+    for b in ("static", "reactive", "indiscriminate"):
+        assert report["speedup"][b] == stats(ms[b] / ms["octopus"]), b
+        assert wf["speedup"][b] == round(ms[b] / ms["octopus"], 4)
+    ratio = ms["octopus"] / wf["lower_bound_cycles"]
+    assert report["bound_ratio"] == {"mean": round(ratio, 4), "max": round(ratio, 4)}
+    assert ratio >= 1.0
+    assert report["ablation_speedup_vs_static"] == {
+        "static": stats(1.0), "+DDS": stats(ms["static"] / ms["octopus+DDS"]),
+        "+ATS": stats(ms["static"] / ms["octopus+ATS"]),
+        "+PCS": stats(ms["static"] / ms["octopus"])}
+    assert report["utilization"]["octopus"]["pea_utilization"] == round(
+        octopus["pea_utilization"], 4)
+    lat = [r for r in runs if dict(map(tuple, r["spec"]["tags"])).get("load") is not None]
+    assert len(report["latency"]) == len(lat) == 8  # 2 loads x 4 policies
+    assert {(r["load"], r["policy"]) for r in report["latency"]} == {
+        (load, p) for load in (0.5, 0.8)
+        for p in ("static", "reactive", "indiscriminate", "octopus")}
+
+    # The recorded configurations rerun to the same makespans through the command line.
+    for label in ("static", "octopus+DDS"):
+        spec = by_label[label]["spec"]
+        sets = [arg for item in spec["sets"] for arg in ("--set", item)]
+        assert main(["run", spec["workflow"], "--arch", spec["arch"], "--policy",
+                     spec["policy"], "--seed", str(spec["seed"]), *sets, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["makespan_cycles"] == ms[label], label
+
+    # The markdown shows the measured numbers.
     md = (out / "results.md").read_text()
-    assert "octosim reproduce --quick" in md and "2.50×" in md
-    lines = (out / "runs.jsonl").read_text().splitlines()
-    assert len(lines) >= 6 and all(json.loads(line)["summary"] for line in lines)
+    assert "octosim reproduce --quick" in md
+    sp = report["speedup"]["static"]
+    assert f"| static | {sp['mean']:.2f} | {sp['geomean']:.2f} | {sp['min']:.2f} | " \
+           f"{sp['max']:.2f} |" in md
+    row = " | ".join(f"{ms[p]:,}" for p in ("static", "reactive", "indiscriminate",
+                                            "octopus+DDS", "octopus+ATS", "octopus"))
+    assert f"| street-camera | 100 | {wf['task_runs']} | {wf['lower_bound_cycles']:,} | " \
+           f"{row} | {wf['speedup']['static']:.2f} |" in md

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from octosim.engine.metrics import summarize
 from octosim.engine.sim import Fault, Observer, Simulation
 from octosim.errors import UserError
 from octosim.model.arch import parse_arch
@@ -26,6 +29,10 @@ class Ledger(Observer):
         self.done: list[int] = []
         self.aborted = 0
         self.finished: dict[int, int] = {}
+        self.starts: list[tuple[int, int]] = []  # (cycle, cluster) of each start
+
+    def task_started(self, run, now):  # type: ignore[no-untyped-def]
+        self.starts.append((now, run.tbu.cluster))
 
     def task_done(self, run, now):  # type: ignore[no-untyped-def]
         self.done.append(run.seq)
@@ -38,11 +45,16 @@ class Ledger(Observer):
         self.finished[inst.id] = self.finished.get(inst.id, 0) + 1
 
 
-def run(policy: str, faults: list[str], seed: int = 5) -> tuple[Simulation, Ledger]:
+def run(policy: str, faults: list[str], seed: int = 5) -> tuple[dict[str, Any], Ledger]:
+    """The run's summary (the metrics of ``octosim run --json``) and what the observer saw."""
     ledger = Ledger()
     sim = Simulation(parse_workflow(WF, "w"), parse_arch(ARCH, "a"), make_policy(policy),
                      seed=seed, observers=[ledger], faults=[Fault.parse(f) for f in faults])
-    return sim.run(), ledger
+    return summarize(sim.run()), ledger
+
+
+def counts(summary: dict[str, Any]) -> dict[str, int]:
+    return {name: t["count"] for name, t in summary["tasks"].items()}
 
 
 @pytest.mark.parametrize("policy", ["static", "reactive", "indiscriminate", "octopus"])
@@ -50,26 +62,41 @@ def run(policy: str, faults: list[str], seed: int = 5) -> tuple[Simulation, Ledg
                                     ["tbu:0@100000", "tbu:5@300000", "cluster:0@400000"]])
 def test_no_instance_lost_and_each_execution_counted_once(policy: str,
                                                           faults: list[str]) -> None:
-    sim, ledger = run(policy, faults)
+    summary, ledger = run(policy, faults)
     healthy, _ = run(policy, [])
-    assert sim.instances_done == 300
+    assert summary["instances"] == 300
+    assert summary["faults"] == faults
     assert sorted(ledger.finished) == list(range(300))
     assert set(ledger.finished.values()) == {1}
-    assert len(ledger.done) == len(set(ledger.done)) == sum(sim.task_count)
-    assert sim.task_count == healthy.task_count  # re-executions are counted apart
-    assert ledger.aborted == sim.reexecutions
-    assert sim.makespan >= sim.lower_bound
+    assert len(ledger.done) == len(set(ledger.done)) == summary["task_runs"]
+    assert counts(summary) == counts(healthy)  # re-executions are counted apart
+    assert ledger.aborted == summary["reexecutions"]
+    assert len(ledger.starts) == summary["task_runs"] + summary["reexecutions"]
+    assert summary["makespan_cycles"] >= summary["lower_bound_cycles"]
 
 
 def test_a_fault_while_work_runs_forces_reexecution() -> None:
-    sim, ledger = run("static", ["cluster:1@150000"])
-    assert sim.reexecutions > 0
-    assert all(not t.alive for t in sim.chip.cluster_tbus[1])
+    summary, ledger = run("static", ["cluster:1@150000"])
+    assert summary["reexecutions"] > 0
+    assert ledger.aborted == summary["reexecutions"]
+    assert any(c == 1 for t, c in ledger.starts if t < 150000)  # cluster 1 did work...
+    assert not [(t, c) for t, c in ledger.starts if t >= 150000 and c == 1]  # ...then none
+    assert summary["instances"] == 300
 
 
-def test_bad_fault_specs() -> None:
-    for text in ("tbu", "tbu:1", "disk:1@5", "tbu:-1@5", "tbu:x@5"):
-        with pytest.raises(UserError):
-            Fault.parse(text)
-    with pytest.raises(UserError, match="no tbu 99"):
-        run("static", ["tbu:99@10"])
+@pytest.mark.parametrize("text", ["tbu", "tbu:1", "disk:1@5", "tbu:-1@5", "tbu:x@5",
+                                  "cluster:1@-5", "tbu:1@"])
+def test_bad_fault_specs(text: str) -> None:
+    with pytest.raises(UserError) as info:
+        Fault.parse(text)
+    assert str(info.value) == (f"error: --fault {text!r}: expected tbu:ID@CYCLE or "
+                               "cluster:ID@CYCLE (non-negative integers)")
+
+
+@pytest.mark.parametrize(("fault", "limit"), [("tbu:99@10", 8), ("cluster:2@10", 2)])
+def test_a_fault_on_a_unit_the_arch_lacks(fault: str, limit: int) -> None:
+    kind, _, rest = fault.partition(":")
+    with pytest.raises(UserError) as info:
+        run("static", [fault])
+    assert str(info.value) == (f"error: --fault {fault}: no {kind} {rest.split('@')[0]} "
+                               f"(the arch has {limit})")

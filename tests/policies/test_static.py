@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from octosim.engine.metrics import summarize
 from octosim.engine.sim import Observer, Simulation
 from octosim.errors import UserError
 from octosim.model.arch import parse_arch
@@ -25,10 +28,26 @@ def wf(tasks: dict, flow: list, count: int = 10, process: str = "batch",
 
 
 def run(w: dict, arch: dict = ZERO, seed: int = 1, observers: list | None = None,
-        **params: object) -> Simulation:
+        **params: object) -> dict[str, Any]:
+    """The run's summary (the metrics of ``octosim run --json``)."""
     sim = Simulation(parse_workflow(w, "w.yaml"), parse_arch(arch, "a.yaml"),
                      make_policy("static", params), seed=seed, observers=observers)
-    return sim.run()
+    return summarize(sim.run())
+
+
+class Binds(Observer):
+    """The TBUs bound to each task type at cycle 0 (the compile-time partition), and every
+    context load after that."""
+
+    def __init__(self) -> None:
+        self.initial: dict[int, int] = {}
+        self.later = 0
+
+    def reconfigured(self, tbu, task, start, end):  # type: ignore[no-untyped-def]
+        if start == 0:
+            self.initial[task] = self.initial.get(task, 0) + 1
+        else:
+            self.later += 1
 
 
 def test_registered() -> None:
@@ -47,40 +66,43 @@ def test_allocation_minimises_max_demand_per_tbu() -> None:
 def test_profiled_partition_follows_demand() -> None:
     w = wf({"a": {"kind": "general", "cycles": 1000}, "b": {"kind": "general", "cycles": 3000}},
            ["a", "b"])
-    sim = run(w)
-    policy = sim.policy
-    assert policy.partition == [[1, 3]]  # type: ignore[attr-defined]
-    bound = [t.bound for t in sim.chip.tbus]
-    assert bound.count(0) == 1 and bound.count(1) == 3
+    binds = Binds()
+    summary = run(w, observers=[binds])
+    assert binds.initial == {0: 1, 1: 3}
+    assert binds.later == 0  # a static partition: never rebound
+    assert summary["reconfigurations"] == 4
 
 
 def test_explicit_partition_and_errors() -> None:
     w = wf({"a": {"kind": "general", "cycles": 1000}, "b": {"kind": "general", "cycles": 3000}},
            ["a", "b"])
-    sim = run(w, partition={"a": 2, "b": 2})
-    assert sim.policy.partition == [[2, 2]]  # type: ignore[attr-defined]
-    with pytest.raises(UserError, match="uses 5 TBUs"):
+    binds = Binds()
+    run(w, observers=[binds], partition={"a": 2, "b": 2})
+    assert binds.initial == {0: 2, 1: 2}
+    with pytest.raises(UserError) as info:
         run(w, partition={"a": 2, "b": 3})
-    with pytest.raises(UserError, match="has no TBUs"):
+    assert str(info.value) == "error: policy.partition: partition uses 5 TBUs but a cluster has 4"
+    with pytest.raises(UserError) as info:
         run(w, partition={"a": 2})
-    with pytest.raises(UserError, match="unknown task"):
+    assert str(info.value) == "error: policy.partition: task 'b' has no TBUs"
+    with pytest.raises(UserError) as info:
         run(w, partition={"a": 1, "b": 1, "zz": 1})
+    assert str(info.value) == "error: policy.partition.zz: unknown task 'zz'"
 
 
 def test_fixed_pea_grant() -> None:
     w = wf({"a": {"kind": "general", "cycles": 1000, "peas": [1, 2]}}, ["a"], count=1)
-    assert run(w, peas="min").makespan == 1000
-    assert run(w).makespan == 500  # default peas: max -> 2 PEAs, split efficiency 1
-    assert run(w, peas=7).makespan == 500  # clamped to the task's max
+    assert run(w, peas="min")["makespan_cycles"] == 1000
+    assert run(w)["makespan_cycles"] == 500  # default peas: max -> 2 PEAs, split efficiency 1
+    assert run(w, peas=7)["makespan_cycles"] == 500  # clamped to the task's max
 
 
 def test_host_round_trip_per_control_block() -> None:
     """A foreach costs one host round trip to spawn and one to join."""
     w = wf({"a": {"kind": "general", "cycles": 1000}, "b": {"kind": "general", "cycles": 1000}},
            ["a", {"foreach": 1, "do": ["b"]}, "a"], count=1)
-    base = run(w, host_cycles=0).makespan
-    assert base == 3000
-    assert run(w, host_cycles=100).makespan == 3000 + 2 * 100
+    assert run(w, host_cycles=0)["makespan_cycles"] == 3000
+    assert run(w, host_cycles=100)["makespan_cycles"] == 3000 + 2 * 100
 
 
 def test_back_pressure_blocks_producers_and_spreads_idleness() -> None:
@@ -92,14 +114,12 @@ def test_back_pressure_blocks_producers_and_spreads_idleness() -> None:
     part = {"fast": 2, "slow": 1, "sink": 1}
     bounded = run(w, buffer_slots=1, partition=part)
     unbounded = run(w, buffer_slots=0, partition=part)
-    assert bounded.area_blocked > 0
-    assert unbounded.area_blocked == 0
-    assert bounded.instances_done == unbounded.instances_done == 200
+    assert bounded["idle"]["blocked"] > 0
+    assert unbounded["idle"]["blocked"] == 0
+    assert bounded["instances"] == unbounded["instances"] == 200
     # Contagious idleness: the sink starves while the slow stage holds up the line.
-    total = bounded.alive_peas * bounded.makespan
-    starved = total - bounded.area_busy - bounded.area_blocked - bounded.area_reconfig
-    assert starved > 0
-    assert bounded.makespan >= unbounded.makespan
+    assert bounded["idle"]["starved"] > 0
+    assert bounded["makespan_cycles"] >= unbounded["makespan_cycles"]
 
 
 def test_loops_back_to_an_earlier_stage_do_not_deadlock() -> None:
@@ -107,9 +127,9 @@ def test_loops_back_to_an_earlier_stage_do_not_deadlock() -> None:
             "b": {"kind": "general", "cycles": 300}},
            [{"loop": {"while": "n < 3", "do": ["a", "b"]}}], count=50)
     w["vars"] = {"n": 0}
-    sim = run(w, buffer_slots=1)
-    assert sim.instances_done == 50
-    assert sim.task_count == [150, 150]
+    summary = run(w, buffer_slots=1)
+    assert summary["instances"] == 50
+    assert {name: t["count"] for name, t in summary["tasks"].items()} == {"a": 150, "b": 150}
 
 
 def test_multi_cluster_round_robin_and_instances_stay_home() -> None:
@@ -124,12 +144,14 @@ def test_multi_cluster_round_robin_and_instances_stay_home() -> None:
 
     homes = Homes()
     w = wf({"a": {"kind": "general", "cycles": 1000}}, ["a"], count=8)
-    sim = run(w, arch=arch, observers=[homes])
+    summary = run(w, arch=arch, observers=[homes])
     assert homes.bad == 0
-    assert sim.makespan == 1000  # 8 runs on 16 PEAs over two clusters
+    assert summary["makespan_cycles"] == 1000  # 8 runs on 16 PEAs over two clusters
 
 
 def test_too_few_tbus_is_a_clear_error() -> None:
     tasks = {f"t{i}": {"kind": "general", "cycles": 10} for i in range(5)}
-    with pytest.raises(UserError, match="one TBU per task type"):
+    with pytest.raises(UserError) as info:
         run(wf(tasks, list(tasks)))
+    assert str(info.value) == ("error: static needs one TBU per task type: cluster 0 has 4 "
+                               "working TBUs for 5 task types")
