@@ -82,7 +82,7 @@ def workload(
     sim = simulate(resolve_config(wf, arch, policy, seed, list(sets)), [rec])
     assert sim.instances_done == sim.wf.count
     # A run can be re-executed (faults) or restarted; the workload is the set of distinct runs.
-    return list(sim.task_count), sim.total_work, sorted(set(rec.runs))
+    return list(sim.task_count), sim.acct.total_work, sorted(set(rec.runs))
 
 
 VARIANTS = [

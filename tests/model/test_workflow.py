@@ -643,7 +643,7 @@ def test_cycles_rounded_to_nearest_non_negative_integer(tmp_path: Path) -> None:
         p.write_text(yaml.safe_dump(data))
         sim = simulate(resolve_config(str(p), "octopus-chip", "static", 1))
         assert sim.instances_done == 3
-        assert sim.total_work == 3 * work, cycles
+        assert sim.acct.total_work == 3 * work, cycles
 
 
 def test_runaway_loop_is_a_clear_error(tmp_path: Path) -> None:

@@ -399,7 +399,7 @@ def test_no_pea_runs_two_tasks_at_once(policy: str, data: st.DataObject) -> None
         for (s0, e0, r0), (s1, e1, r1) in zip(spans, spans[1:], strict=False):
             assert s1 >= e0, f"PEA {pea}: {r0} [{s0}, {e0}) overlaps {r1} [{s1}, {e1})"
     # Every PEA is released at the end.
-    assert sim.busy_peas == 0 and sim.blocked_peas == 0
+    assert sim.acct.busy_peas == 0 and sim.acct.blocked_peas == 0
     for tbu in sim.chip.tbus:
         if tbu.alive:
             assert sorted(tbu.free) == pea_ids(sc["arch"], tbu.id)
@@ -413,15 +413,15 @@ def test_busy_time_never_exceeds_capacity(policy: str, data: st.DataObject) -> N
     sc = scenario(data, policy)
     sim, rec = run_recorded(sc)
     busy = sum(t1 - t0 for _, t0, t1, _ in rec.intervals())
-    assert sim.area_busy == busy
+    assert sim.acct.area_busy == busy
     capacity = sim.alive_peas * sim.makespan
     assert busy <= capacity
-    accounted = sim.area_busy + sim.area_blocked + sim.area_reconfig + sim.area_unbound
+    accounted = sim.acct.area_busy + sim.acct.area_blocked + sim.acct.area_reconfig + sim.acct.area_unbound
     assert accounted <= capacity, (
-        f"busy {sim.area_busy} + blocked {sim.area_blocked} + reconfig {sim.area_reconfig} + "
-        f"unbound {sim.area_unbound} = {accounted} > {sim.alive_peas} PEAs x {sim.makespan}"
+        f"busy {sim.acct.area_busy} + blocked {sim.acct.area_blocked} + reconfig {sim.acct.area_reconfig} + "
+        f"unbound {sim.acct.area_unbound} = {accounted} > {sim.alive_peas} PEAs x {sim.makespan}"
     )
-    assert min(sim.area_busy, sim.area_blocked, sim.area_reconfig, sim.area_unbound) >= 0
+    assert min(sim.acct.area_busy, sim.acct.area_blocked, sim.acct.area_reconfig, sim.acct.area_unbound) >= 0
 
 
 @per_policy
@@ -430,8 +430,8 @@ def test_busy_time_never_exceeds_capacity(policy: str, data: st.DataObject) -> N
 def test_makespan_at_least_lower_bound(policy: str, data: st.DataObject) -> None:
     sim, _ = run_recorded(scenario(data, policy))
     assert sim.makespan >= sim.lower_bound, (
-        f"makespan {sim.makespan} < lower bound {sim.lower_bound} (work {sim.total_work} on "
-        f"{sim.alive_peas} PEAs, critical path {sim.lower_bound_cp})"
+        f"makespan {sim.makespan} < lower bound {sim.lower_bound} (work {sim.acct.total_work} on "
+        f"{sim.alive_peas} PEAs, critical path {sim.acct.lower_bound_cp})"
     )
 
 
@@ -467,7 +467,7 @@ def _workload(sim: Simulation, rec: Recorder) -> dict[str, Any]:
     """What common random numbers must keep equal: the workload, not its schedule."""
     return {
         "task_count": {tt.name: sim.task_count[tt.idx] for tt in sim.task_types},
-        "total_work": sim.total_work,
+        "total_work": sim.acct.total_work,
         "instances": sim.instances_done,
         "runs": sorted(
             (s["key"][0], s["key"][1], s["key"][2], s["task"], s["work"]) for s in rec.starts

@@ -10,12 +10,13 @@ from octosim.engine.sim import Simulation
 def summarize(sim: Simulation) -> dict[str, Any]:
     """All metrics of one run, as plain JSON-able data."""
     makespan = sim.makespan
-    total_area = sim.alive_peas * makespan - sim.area_dead  # PEA time of working PEAs
+    acct = sim.acct
+    total_area = sim.alive_peas * makespan - acct.area_dead  # PEA time of working PEAs
     # PEA time inside runs spent loading a context or waiting for input is not computing.
-    busy = sim.area_busy - sim.area_setup_reconfig - sim.area_setup_transfer
-    blocked, unbound = sim.area_blocked, sim.area_unbound
-    reconf = sim.area_reconfig + sim.area_setup_reconfig
-    transfer = sim.area_setup_transfer
+    busy = acct.area_busy - acct.area_setup_reconfig - acct.area_setup_transfer
+    blocked, unbound = acct.area_blocked, acct.area_unbound
+    reconf = acct.area_reconfig + acct.area_setup_reconfig
+    transfer = acct.area_setup_transfer
     starved = max(0, total_area - busy - blocked - reconf - unbound - transfer)
 
     def frac(x: int) -> float:

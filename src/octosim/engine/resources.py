@@ -1,0 +1,255 @@
+"""What a policy can do to the chip: start runs on PEAs, grow them, bind and unbind TBUs,
+prefetch contexts. Each action checks the policy's request (a bad one is a policy bug, not a
+user error), moves the PEAs, charges the memory channel and the NoC, and books the time.
+
+:class:`ResourceActions` is a part of :class:`~octosim.engine.sim.Simulation` (a mixin, so the
+hot path keeps plain attribute access); it uses the simulation's ``chip``, ``acct``,
+``buffers``, ``loop`` and ``observers``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import TYPE_CHECKING
+
+from octosim.engine.core import BOUND, COMPLETE
+from octosim.engine.entities import MAX_CYCLE, TaskRun, too_late
+from octosim.engine.tasks import streamed_on_peas
+from octosim.hardware.chip import MIXED, TBU, UNBOUND
+
+if TYPE_CHECKING:
+    from octosim.engine.accounting import Accounting
+    from octosim.engine.backpressure import StageBuffers
+    from octosim.engine.core import EventLoop
+    from octosim.engine.entities import Observer
+    from octosim.engine.tasks import TaskType
+    from octosim.hardware.chip import Chip
+    from octosim.model.arch import ArchSpec
+
+
+class ResourceActions:
+    """The actions of the policy interface on PEAs, TBUs, memory and NoC."""
+
+    now: int
+    arch: ArchSpec
+    chip: Chip
+    acct: Accounting
+    buffers: StageBuffers
+    loop: EventLoop
+    observers: list[Observer]
+    task_types: list[TaskType]
+    split_eff: float
+    pea_ctx: list[int]
+    progress: int
+    reconfigurations: int
+    run_reconfigurations: int
+
+    def service_cycles(self, run: TaskRun, k: int) -> int:
+        """Compute cycles of ``run`` on ``k`` PEAs: speed-up 1 + (k-1)*split_efficiency."""
+        work = run.work
+        if k > 1:
+            work = math.ceil(work / (1.0 + (k - 1) * self.split_eff))
+        return work
+
+    def min_cycles(self, run: TaskRun, k: int) -> int:
+        """Service at full memory bandwidth: never below streaming the weights it must."""
+        work = self.service_cycles(run, k)
+        floor = run.tt.floor_cycles
+        if floor and run.stream_scale != 1.0:
+            floor = math.ceil(floor * run.stream_scale)
+        return work if work >= floor else floor
+
+    def start(self, run: TaskRun, tbu: TBU, k: int) -> int:
+        """Start ``run`` on ``k`` free PEAs of ``tbu``, which is bound to its type; return its
+        completion cycle."""
+        if tbu.bound != run.tt.idx or tbu.reconfiguring or not tbu.alive:
+            raise RuntimeError(f"policy bug: {run} started on {tbu} not bound to its type")
+        if k < 1 or k > len(tbu.free):
+            raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
+        stream = run.tt.streamed_bytes
+        if stream and run.stream_scale != 1.0:
+            stream = round(stream * run.stream_scale)
+        return self._launch(run, tbu, k, self.now, stream)
+
+    def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
+        """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
+        last task was of another type first load this one's context (``fixed_cycles`` plus
+        the context over the shared memory channel). The TBU is then *mixed*: bound to no
+        single type. For policies that share PEAs indiscriminately."""
+        if tbu.reconfiguring or not tbu.alive:
+            raise RuntimeError(f"policy bug: {run} started on unavailable {tbu}")
+        if k < 1 or k > len(tbu.free):
+            raise RuntimeError(f"policy bug: {run} asks {k} PEAs, {tbu} has {len(tbu.free)} free")
+        now = self.now
+        acct = self.acct
+        if tbu.bound != MIXED:
+            acct.integrate(now)
+            if tbu.bound == UNBOUND:
+                acct.unbound_peas -= tbu.n_peas
+            else:
+                self.buffers.stage_tbus[tbu.bound] -= 1
+            tbu.bound = MIXED
+        tt = run.tt
+        ctx = self.pea_ctx
+        peas = tbu.free[-k:]
+        ready = now
+        if any(ctx[p] != tt.idx for p in peas):
+            ready = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+            for p in peas:
+                ctx[p] = tt.idx
+            self.reconfigurations += 1
+            self.run_reconfigurations += 1
+            acct.area_setup_reconfig += k * (ready - now)
+            for ob in self.observers:
+                ob.reconfigured(tbu, tt.idx, now, ready)
+        stream = round(streamed_on_peas(tt, k, self.arch) * run.stream_scale)
+        return self._launch(run, tbu, k, ready, stream)
+
+    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int) -> int:
+        now = self.now
+        free = tbu.free
+        if k == 1:
+            run.peas = [free.pop()]
+        else:
+            run.peas = free[-k:]
+            del free[-k:]
+        tbu.busy += k
+        tbu.running += 1
+        acct = self.acct
+        acct.busy_peas += k
+        run.k = k
+        run.tbu = tbu
+        run.start_at = now
+        t_in = setup_done
+        src = run.src_cluster
+        if src != tbu.cluster and src >= 0:
+            t_in = self.chip.mesh.transfer(src, tbu.cluster, run.out_bytes, now)
+            if t_in > setup_done:
+                acct.area_setup_transfer += k * (t_in - setup_done)
+            else:
+                t_in = setup_done
+        run.svc_start = t_in
+        end = t_in + (run.work if k == 1 else self.service_cycles(run, k))
+        if stream:
+            # Weights stream over the shared memory channel while the PEAs compute.
+            t_mem = self.chip.memory.stream(stream, t_in)
+            run.mem_end = t_mem
+            if t_mem > end:
+                end = t_mem
+        if end >= MAX_CYCLE:
+            raise too_late(end)
+        run.end_at = end
+        idx = run.tt.idx
+        acct.task_count[idx] += 1
+        acct.task_wait[idx] += now - run.ready_at
+        acct.task_service[idx] += end - now
+        loop = self.loop
+        loop.seq += 1
+        heapq.heappush(loop.heap, (end, COMPLETE, loop.seq, COMPLETE, run))
+        if self.observers:
+            for ob in self.observers:
+                ob.task_started(run, now)
+        self.buffers.started(idx)
+        self.progress += 1
+        return end
+
+    def grow(self, run: TaskRun, extra: int) -> int:
+        """Give a running ``run`` ``extra`` more free PEAs of its TBU; the rest of its compute
+        speeds up accordingly (never ending before its weight streaming does). Return the
+        (possibly earlier) completion cycle."""
+        tbu = run.tbu
+        assert tbu is not None
+        if extra < 1 or extra > len(tbu.free) or run.end_at < 0:
+            raise RuntimeError(f"policy bug: growing {run} by {extra} PEAs")
+        if run.k + extra > run.tt.kmax or run.mem_end >= run.end_at:
+            return run.end_at  # at its widest, or waiting for memory: more PEAs cannot help
+        now = self.now
+        eff = self.split_eff
+        rate = 1.0 + (run.k - 1) * eff
+        svc_start = run.svc_start
+        # Work done so far at the current rate, since service began (or the last change).
+        begin = max(svc_start, run.rate_since)
+        left = run.work_left if run.work_left >= 0 else float(run.work)
+        if now > begin:
+            left -= rate * (now - begin)
+        if left <= 0:
+            return run.end_at
+        peas = tbu.free[-extra:]
+        del tbu.free[-extra:]
+        run.peas = run.peas + peas
+        if run.grants is None:
+            run.grants = []
+        run.grants.append((now, peas))
+        tbu.busy += extra
+        self.acct.busy_peas += extra
+        run.busy_adjust -= extra * (now - run.start_at)  # held from now, not from its start
+        run.k += extra
+        run.work_left = left
+        run.rate_since = max(now, svc_start)
+        new_rate = 1.0 + (run.k - 1) * eff
+        new_end = min(run.end_at, max(run.mem_end, run.rate_since + math.ceil(left / new_rate)))
+        if new_end != run.end_at:
+            self.acct.task_service[run.tt.idx] += new_end - run.end_at
+            run.end_at = new_end
+            loop = self.loop
+            loop.seq += 1
+            heapq.heappush(loop.heap, (new_end, COMPLETE, loop.seq, COMPLETE, run))
+        for ob in self.observers:
+            ob.task_grown(run, peas, now)
+        return new_end
+
+    def prefetch(self, tbu: TBU, task: int) -> int:
+        """Start fetching ``task``'s context for ``tbu`` now, into a shadow buffer, while the
+        TBU finishes its current work; a later :meth:`bind` to that type then only pays
+        the fixed cost. Return when the fetch completes."""
+        if tbu.prefetch_task == task:
+            return tbu.prefetch_done
+        done = self.chip.memory.fetch(self.task_types[task].context_bytes, self.now)
+        tbu.prefetch_task = task
+        tbu.prefetch_done = done
+        return done
+
+    def bind(self, tbu: TBU, task: int) -> int:
+        """Load the context of task type ``task`` into an idle TBU; return when it is ready.
+
+        Costs ``reconfig.fixed_cycles`` plus the context bytes over the memory channel
+        (fetches from all TBUs share it, one after another)."""
+        if tbu.busy or tbu.blocked or tbu.reconfiguring:
+            raise RuntimeError(f"policy bug: rebinding {tbu} while it is busy")
+        if not tbu.alive:
+            raise RuntimeError(f"policy bug: binding dead {tbu}")
+        if tbu.bound == task:
+            return self.now
+        now = self.now
+        acct = self.acct
+        acct.integrate(now)
+        if tbu.bound == UNBOUND:
+            acct.unbound_peas -= tbu.n_peas
+        elif tbu.bound != MIXED:
+            self.buffers.stage_tbus[tbu.bound] -= 1
+        tbu.bound = UNBOUND
+        tbu.reconfiguring = True
+        tbu.loading = task
+        acct.reconfig_peas += tbu.n_peas
+        tt = self.task_types[task]
+        if tbu.prefetch_task == task:
+            done = max(now, tbu.prefetch_done) + self.arch.reconfig.fixed_cycles
+        else:
+            done = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+        tbu.prefetch_task = UNBOUND
+        self.reconfigurations += 1
+        for ob in self.observers:
+            ob.reconfigured(tbu, task, now, done)
+        self.loop.schedule(done, BOUND, (tbu, task))
+        return done
+
+    def unbind(self, tbu: TBU) -> None:
+        """Leave an idle TBU without a context (counted as ``unbound`` idle time)."""
+        if tbu.busy or tbu.blocked or tbu.reconfiguring or tbu.bound == UNBOUND:
+            return
+        self.acct.integrate(self.now)
+        if tbu.bound != MIXED:
+            self.buffers.stage_tbus[tbu.bound] -= 1
+        tbu.bound = UNBOUND
+        self.acct.unbound_peas += tbu.n_peas
