@@ -413,15 +413,16 @@ def test_busy_time_never_exceeds_capacity(policy: str, data: st.DataObject) -> N
     sc = scenario(data, policy)
     sim, rec = run_recorded(sc)
     busy = sum(t1 - t0 for _, t0, t1, _ in rec.intervals())
-    assert sim.acct.area_busy == busy
+    acct = sim.acct
+    assert acct.area_busy == busy
     capacity = sim.alive_peas * sim.makespan
     assert busy <= capacity
-    accounted = sim.acct.area_busy + sim.acct.area_blocked + sim.acct.area_reconfig + sim.acct.area_unbound
+    accounted = acct.area_busy + acct.area_blocked + acct.area_reconfig + acct.area_unbound
     assert accounted <= capacity, (
-        f"busy {sim.acct.area_busy} + blocked {sim.acct.area_blocked} + reconfig {sim.acct.area_reconfig} + "
-        f"unbound {sim.acct.area_unbound} = {accounted} > {sim.alive_peas} PEAs x {sim.makespan}"
+        f"busy {acct.area_busy} + blocked {acct.area_blocked} + reconfig {acct.area_reconfig} + "
+        f"unbound {acct.area_unbound} = {accounted} > {sim.alive_peas} PEAs x {sim.makespan}"
     )
-    assert min(sim.acct.area_busy, sim.acct.area_blocked, sim.acct.area_reconfig, sim.acct.area_unbound) >= 0
+    assert min(acct.area_busy, acct.area_blocked, acct.area_reconfig, acct.area_unbound) >= 0
 
 
 @per_policy
