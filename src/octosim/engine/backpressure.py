@@ -82,13 +82,8 @@ class StageBuffers:
             admit(run)
         return blocked is not None
 
-    def started(self, idx: int) -> None:
-        """A run of stage ``idx`` started: its slot is free for a waiting producer."""
-        self.occupancy[idx] -= 1
-        if self.slots and self.waiters[idx]:
-            self.wake(idx)
-
     def wake(self, idx: int) -> None:
+        """Slots of stage ``idx`` freed: admit the runs held at its waiting producers."""
         occ = self.occupancy
         waiters = self.waiters[idx]
         cap = self.capacity(idx)

@@ -83,7 +83,7 @@ class TaskRun:
         and seed (common random numbers): its instance, the key of its place in the flow
         (instance and the foreach copies / loop iterations it belongs to) and its block."""
         ch = self.chunk
-        return (self.inst.id, int(ch.frame_key[self.node]), ch.block[self.node])
+        return (self.inst.id, int(ch.frame_key[self.node]), int(ch.block[self.node]))
 
     def pea_cycles(self, now: int) -> int:
         """PEA-cycles it has held its PEAs for, from its start to ``now``."""

@@ -150,7 +150,10 @@ class ResourceActions:
         if self.observers:
             for ob in self.observers:
                 ob.task_started(run, now)
-        self.buffers.started(idx)
+        buffers = self.buffers
+        buffers.occupancy[idx] -= 1  # its buffer slot is free for a waiting producer
+        if buffers.slots and buffers.waiters[idx]:
+            buffers.wake(idx)
         self.progress += 1
         return end
 

@@ -137,16 +137,17 @@ class Simulation(ResourceActions):
 
     # --- walking the compiled workload ----------------------------------------------------
 
-    def _new_run(self, ch: WorkloadChunk, node: int, cbs: int) -> None:
-        """Node ``node`` of ``ch`` (a task run) has all it waits for: create it."""
+    def _new_run(self, ch: WorkloadChunk, node: int, cbs: int, src: int) -> None:
+        """Node ``node`` of ``ch`` (a task run) has all it waits for: create it, its input
+        lying on cluster ``src`` (-1: its instance's home)."""
         tt = self.task_types[ch.kind[node]]
         inst: Instance = ch.instances[ch.inst[node]]
         if not self.cluster_alive[inst.cluster]:
             inst.cluster = self.policy.place_instance(inst)
         self._run_seq += 1
         work = ch.work[node]
-        run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node], inst.cluster,
-                      self._run_seq)
+        run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node],
+                      inst.cluster if src < 0 else src, self._run_seq)
         acct = self.acct
         acct.total_work += work
         if tt.streamed_bytes:
@@ -154,15 +155,16 @@ class Simulation(ResourceActions):
             acct.total_streamed += round(tt.streamed_bytes * run.stream_scale)
         self._new_runs.append(run)
 
-    def _release(self, ch: WorkloadChunk, node: int, cbs: int) -> None:
-        """Node ``node`` of ``ch`` is done (a run completed, or a junction's last run did):
-        the CBU takes the decisions it allowed, and whatever waited only for it goes on,
-        ``cbs`` Control Blocks later plus those on the way."""
+    def _release(self, ch: WorkloadChunk, node: int, cbs: int, src: int) -> None:
+        """Node ``node`` of ``ch`` is done (a run completed on cluster ``src``, or a junction's
+        last run did): the CBU takes the decisions it allowed, and whatever waited only for it
+        goes on, ``cbs`` Control Blocks later plus those on the way."""
         a = ch.dec_ptr[node]
         b = ch.dec_ptr[node + 1]
         if a != b and self._on_decision is not None:
-            for block, outcome in ch.dec[a:b]:
-                self._on_decision(block, outcome)
+            blocks, outcomes = ch.dec_block, ch.dec_outcome
+            for j in range(a, b):
+                self._on_decision(blocks[j], outcomes[j])
         deps = ch.deps
         succ = ch.succ
         kinds = ch.kind
@@ -174,9 +176,9 @@ class Simulation(ResourceActions):
                 continue
             kind = kinds[y]
             if kind >= 0:
-                self._new_run(ch, y, cbs + ch.succ_cbs[e])
+                self._new_run(ch, y, cbs + ch.succ_cbs[e], src)
             elif kind == JUNCTION:
-                self._release(ch, y, cbs + ch.succ_cbs[e])
+                self._release(ch, y, cbs + ch.succ_cbs[e], src)
             else:
                 self._instance_done(ch, ch.inst[y])
 
@@ -217,15 +219,16 @@ class Simulation(ResourceActions):
         a = ch.arrival_dec_ptr[local]
         b = ch.arrival_dec_ptr[local + 1]
         if a != b and self._on_decision is not None:
-            for block, outcome in ch.arrival_dec[a:b]:
-                self._on_decision(block, outcome)
+            blocks, outcomes = ch.arrival_dec_block, ch.arrival_dec_outcome
+            for j in range(a, b):
+                self._on_decision(blocks[j], outcomes[j])
         roots, root_cbs = ch.roots, ch.root_cbs
         for r in range(ch.root_ptr[local], ch.root_ptr[local + 1]):
             node = roots[r]
             if ch.kind[node] == END:
                 self._instance_done(ch, local)
             else:
-                self._new_run(ch, node, root_cbs[r])
+                self._new_run(ch, node, root_cbs[r], -1)
         if new:
             self.buffers.deposit(None, new)  # if blocked: waits in the stage's admission queue
         self._next_instance = i = i + 1
@@ -288,16 +291,13 @@ class Simulation(ResourceActions):
                 ob.task_done(run, now)
         new = self._new_runs
         new.clear()
-        self._release(run.chunk, run.node, 0)
+        self._release(run.chunk, run.node, 0, tbu.cluster)
         acct = self.acct
         k = run.k
         acct.area_busy += k * (now - run.start_at) + run.busy_adjust
         tbu.busy -= k
         acct.busy_peas -= k
         if new:
-            src = tbu.cluster
-            for r in new:
-                r.src_cluster = src
             if self.buffers.deposit(run, new):
                 acct.integrate(now)
                 tbu.blocked += k

@@ -88,8 +88,9 @@ class WorkloadChunk:
     """
 
     __slots__ = ("first", "count", "arrival", "cp", "root_ptr", "roots", "root_cbs",
-                 "arrival_dec_ptr", "arrival_dec", "kind", "inst", "work", "out_bytes",
-                 "scale", "block", "deps", "succ_ptr", "succ", "succ_cbs", "dec_ptr", "dec",
+                 "arrival_dec_ptr", "arrival_dec_block", "arrival_dec_outcome", "kind", "inst", "work", "out_bytes",
+                 "scale", "block", "deps", "succ_ptr", "succ", "succ_cbs", "dec_ptr", "dec_block",
+                 "dec_outcome",
                  "open_instances", "instances", "_snaps", "_snap_of", "_elem_of", "frame_key")
 
     first: int
@@ -100,31 +101,33 @@ class WorkloadChunk:
     roots: list[int]
     root_cbs: list[int]
     arrival_dec_ptr: list[int]
-    arrival_dec: list[tuple[int, int]]
+    arrival_dec_block: list[int]
+    arrival_dec_outcome: list[int]
     kind: list[int]
     inst: list[int]
     work: list[int]
     out_bytes: list[int]
     scale: list[float]
-    block: list[int]
+    block: np.ndarray  # per node: its flow block (-1 for junctions and ends)
     deps: list[int]
     succ_ptr: list[int]
     succ: list[int]
     succ_cbs: list[int]
     dec_ptr: list[int]
-    dec: list[tuple[int, int]]
+    dec_block: list[int]
+    dec_outcome: list[int]
     open_instances: int
     instances: list[Any]  # the engine's instance objects, filled as they arrive
     _snaps: list[dict[str, np.ndarray]]  # scopes at the task nodes (flow positions)
-    _snap_of: list[int]
-    _elem_of: list[int]
+    _snap_of: np.ndarray
+    _elem_of: np.ndarray
     frame_key: np.ndarray  # per node: the key of its frame (hashes instance and flow path)
 
     def position(self, node: int, positions: dict[int, tuple[list[Node], int]]) -> FlowPosition:
         """The flow position of run ``node`` (for forecasting policies; not on the hot path)."""
-        nodes, index = positions[self.block[node]]
-        snap = self._snaps[self._snap_of[node]]
-        elem = self._elem_of[node]
+        nodes, index = positions[int(self.block[node])]
+        snap = self._snaps[int(self._snap_of[node])]
+        elem = int(self._elem_of[node])
         scope = {}
         for name, arr in snap.items():
             x = float(arr[elem])
@@ -307,7 +310,7 @@ class _Builder:
         ch.arrival = arrival.tolist()
         ch.kind, ch.inst = kind.tolist(), inst.tolist()
         ch.work, ch.out_bytes, ch.scale = work.tolist(), out_bytes.tolist(), scale.tolist()
-        ch.block = block.tolist()
+        ch.block = block
         ch.deps = np.bincount(dst, minlength=n).tolist()
         ptr = np.zeros(n + 1, dtype=_I64)
         np.cumsum(np.bincount(src, minlength=n), out=ptr[1:])
@@ -332,26 +335,26 @@ class _Builder:
         else:
             trig = blk = out = _EMPTY
         at_node = trig >= 0
-        ch.dec_ptr, ch.dec = _grouped(trig[at_node], blk[at_node], out[at_node], n)
-        ch.arrival_dec_ptr, ch.arrival_dec = _grouped(-1 - trig[~at_node], blk[~at_node],
-                                                      out[~at_node], count)
+        ch.dec_ptr, ch.dec_block, ch.dec_outcome = _grouped(trig[at_node], blk[at_node],
+                                                            out[at_node], n)
+        ch.arrival_dec_ptr, ch.arrival_dec_block, ch.arrival_dec_outcome = _grouped(
+            -1 - trig[~at_node], blk[~at_node], out[~at_node], count)
         ch.cp = root.cp.tolist()
         ch.open_instances = count
         ch._snaps = self.snaps
-        ch._snap_of = snap.tolist()
-        ch._elem_of = elem.tolist()
+        ch._snap_of = snap
+        ch._elem_of = elem
         ch.frame_key = frame_key
         return ch
 
 
 def _grouped(owner: np.ndarray, block: np.ndarray, outcome: np.ndarray, n: int
-             ) -> tuple[list[int], list[tuple[int, int]]]:
-    """CSR of (block, outcome) pairs per owner, in the order they were taken."""
+             ) -> tuple[list[int], list[int], list[int]]:
+    """CSR of (block, outcome) per owner, in the order they were taken."""
     order = np.argsort(owner, kind="stable")
     ptr = np.zeros(n + 1, dtype=_I64)
     np.cumsum(np.bincount(owner, minlength=n), out=ptr[1:])
-    pairs = list(zip(block[order].tolist(), outcome[order].tolist(), strict=True))
-    return ptr.tolist(), pairs
+    return ptr.tolist(), block[order].tolist(), outcome[order].tolist()
 
 
 class WorkloadCompiler:
