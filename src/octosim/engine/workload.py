@@ -89,8 +89,8 @@ class WorkloadChunk:
 
     __slots__ = ("first", "count", "arrival", "cp", "root_ptr", "roots", "root_cbs",
                  "arrival_dec_ptr", "arrival_dec_block", "arrival_dec_outcome", "kind", "inst",
-                 "work", "out_bytes", "scale", "block", "deps", "succ_ptr", "succ", "succ_cbs", "dec_ptr", "dec_block",
-                 "dec_outcome",
+                 "work", "out_bytes", "scale", "block", "deps", "succ_ptr", "succ", "succ_cbs",
+                 "dec_ptr", "dec_block", "dec_outcome",
                  "open_instances", "instances", "_snaps", "_snap_of", "_elem_of", "frame_key")
 
     first: int
