@@ -142,12 +142,12 @@ class Simulation(ResourceActions):
         lying on cluster ``src`` (-1: its instance's home)."""
         tt = self.task_types[ch.kind[node]]
         inst: Instance = ch.instances[ch.inst[node]]
-        if not self.cluster_alive[inst.cluster]:
+        if self.faults and not self.cluster_alive[inst.cluster]:
             inst.cluster = self.policy.place_instance(inst)
-        self._run_seq += 1
+        self._run_seq = seq = self._run_seq + 1
         work = ch.work[node]
         run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node],
-                      inst.cluster if src < 0 else src, self._run_seq)
+                      inst.cluster if src < 0 else src, seq)
         acct = self.acct
         acct.total_work += work
         if tt.streamed_bytes:
