@@ -46,13 +46,15 @@ class IndiscriminatePolicy(Policy):
         super().setup(sim)
         nc = sim.chip.n_clusters
         self.queues: list[deque[TaskRun]] = [deque() for _ in range(nc)]
-        # TBUs with free PEAs, per cluster, in a fixed round-robin order.
+        # TBUs with free PEAs, per cluster, in a fixed round-robin order; ``listed[id]``: the
+        # TBU is in its cluster's list.
         self.free_tbus: list[list[TBU]] = [[] for _ in range(nc)]
+        self.listed = bytearray(len(sim.chip.tbus))
         self.k = [max(tt.kmin, min(tt.kmax, self.params.peas or tt.kmin))
                   for tt in sim.task_types]
         for tbu in sim.chip.tbus:
             if tbu.alive:
-                tbu.mark = True
+                self.listed[tbu.id] = 1
                 self.free_tbus[tbu.cluster].append(tbu)
 
     def control_cycles(self, cbs: int, run: TaskRun) -> int:
@@ -74,7 +76,7 @@ class IndiscriminatePolicy(Policy):
             tbu = lst[i]
             if len(tbu.free) == 0:
                 lst.pop(i)
-                tbu.mark = False
+                self.listed[tbu.id] = 0
                 continue
             if len(tbu.free) < k:
                 continue
@@ -102,22 +104,17 @@ class IndiscriminatePolicy(Policy):
                 return
         self.queues[home].append(run)
 
-    def on_fault(self, tbu: TBU) -> None:
-        sim = self.sim
-        assert sim is not None
-        c = tbu.cluster
-        if not any(t.alive for t in sim.chip.cluster_tbus[c]):
-            q = self.queues[c]
-            while q:
-                run = q.popleft()
-                run.inst.cluster = self.place_instance(run.inst)
-                self.on_ready(run)
+    def queued_runs(self, cluster: int) -> list[TaskRun]:
+        q = self.queues[cluster]
+        runs = list(q)
+        q.clear()
+        return runs
 
     def on_freed(self, tbu: TBU) -> None:
         sim = self.sim
         assert sim is not None
-        if not tbu.mark and tbu.free:
-            tbu.mark = True
+        if not self.listed[tbu.id] and tbu.free:
+            self.listed[tbu.id] = 1
             self.free_tbus[tbu.cluster].append(tbu)
         clusters = [tbu.cluster]
         if self.params.spread:

@@ -73,24 +73,20 @@ class ReactivePolicy(StaticPolicy):
             self._check_cluster(c)
 
     def _bound_counts(self, c: int) -> list[int]:
+        """TBUs of cluster ``c`` per type they are bound to or leaving for (a TBU loading a
+        context counts for none)."""
         sim = self.sim
         assert sim is not None
         counts = [0] * len(sim.task_types)
+        leaving = self.tbus.target
         for tbu in sim.chip.cluster_tbus[c]:
             if not tbu.alive:
                 continue
-            target = tbu.tag if tbu.tag is not None else tbu.bound
-            if isinstance(target, int) and target >= 0:
+            target = leaving[tbu.id]
+            if target < 0:
+                target = tbu.bound
+            if target >= 0:
                 counts[target] += 1
-        return counts
-
-    def _staying_counts(self, c: int) -> list[int]:
-        sim = self.sim
-        assert sim is not None
-        counts = [0] * len(sim.task_types)
-        for tbu in sim.chip.cluster_tbus[c]:
-            if tbu.alive and tbu.bound >= 0 and tbu.tag is None:
-                counts[tbu.bound] += 1
         return counts
 
     def _check_cluster(self, c: int) -> None:
@@ -120,8 +116,8 @@ class ReactivePolicy(StaticPolicy):
             # A donor keeps at least one TBU that is bound to it and not leaving, so every
             # stage can always drain (with back-pressure, a stage without TBUs would block
             # its producers forever).
-            staying = self._staying_counts(c)
-            donors = [i for i in range(len(load)) if staying[i] > 1 and i != receiver]
+            settled = self.tbus.settled[c]
+            donors = [i for i in range(len(load)) if len(settled[i]) > 1 and i != receiver]
             if not donors:
                 return
             donor = min(donors, key=lambda i: (load[i], i))
@@ -132,7 +128,7 @@ class ReactivePolicy(StaticPolicy):
             tbu = self._pick_donor_tbu(c, donor)
             if tbu is None:
                 return
-            tbu.tag = receiver
+            self.tbus.drain(tbu, receiver)
             counts[donor] -= 1
             counts[receiver] += 1
             self.moves += 1
@@ -142,10 +138,8 @@ class ReactivePolicy(StaticPolicy):
                 self.drained(tbu)
 
     def _pick_donor_tbu(self, c: int, donor: int) -> TBU | None:
-        sim = self.sim
-        assert sim is not None
-        candidates = [t for t in sim.chip.cluster_tbus[c]
-                      if t.alive and t.bound == donor and t.tag is None and not t.reconfiguring]
+        """The TBU bound to ``donor`` (not loading, not leaving) with the least work on it."""
+        candidates = self.tbus.settled[c][donor]
         if not candidates:
             return None
-        return min(candidates, key=lambda t: (t.busy + t.blocked, t.id))
+        return min(candidates.values(), key=lambda t: (t.busy + t.blocked, t.id))

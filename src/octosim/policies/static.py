@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from octosim.engine.policy import TBUTable
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
 from octosim.hardware.chip import TBU
@@ -97,11 +98,11 @@ class StaticPolicy(Policy):
         self.k = [self.pea_grant(tt) for tt in types]
         self.queues: list[list[deque[TaskRun]]] = []
         self.queued_work: list[list[int]] = [[0] * n for _ in range(sim.chip.n_clusters)]
-        self.avail: list[list[list[TBU]]] = []
+        # Which type each TBU serves or leaves for, and the TBUs with a run's PEAs free.
+        self.tbus = TBUTable(sim, self.k)
         self.partition: list[list[int]] = []
         for _ in range(sim.chip.n_clusters):
             self.queues.append([deque() for _ in range(n)])
-            self.avail.append([[] for _ in range(n)])
         by_size: dict[int, list[int]] = {}
         for c in sim.chip.alive_clusters:
             alive = [t for t in sim.chip.cluster_tbus[c] if t.alive]
@@ -121,7 +122,7 @@ class StaticPolicy(Policy):
                     if tbu.n_peas < self.k[idx]:
                         raise UserError(f"TBU {tbu.id} has {tbu.n_peas} working PEAs, fewer "
                                         f"than the {self.k[idx]} that {types[idx].name} needs")
-                    sim.bind(tbu, idx)
+                    self.tbus.bind(tbu, idx)
             self.partition.append(counts)
 
     def control_cycles(self, cbs: int, run: TaskRun) -> int:
@@ -131,26 +132,23 @@ class StaticPolicy(Policy):
         sim = self.sim
         assert sim is not None
         idx = run.tt.idx
-        k = self.k[idx]
         c = run.inst.cluster
-        lst = self.avail[c][idx]
-        while lst:
-            tbu = lst[-1]
-            if tbu.bound == idx and tbu.tag is None and len(tbu.free) >= k:  # usable
-                sim.start(run, tbu, k)
-                if len(tbu.free) < k:
-                    lst.pop()
-                    tbu.mark = False
-                return
-            lst.pop().mark = False
+        tbu = self.tbus.first_free(c, idx)
+        if tbu is not None:
+            sim.start(run, tbu, self.k[idx])
+            self.tbus.taken(tbu)
+            return
         self.queues[c][idx].append(run)
         self.queued_work[c][idx] += run.work
+
+    def on_bound(self, tbu: TBU) -> None:
+        self.tbus.bound(tbu)
 
     def on_freed(self, tbu: TBU) -> None:
         idx = tbu.bound
         if idx < 0 or tbu.reconfiguring:
             return
-        if tbu.tag is not None:  # draining for a rebind
+        if self.tbus.leaving_for(tbu) >= 0:  # draining for a rebind
             self.drained(tbu)
             return
         sim = self.sim
@@ -162,26 +160,23 @@ class StaticPolicy(Policy):
             run = q.popleft()
             self.queued_work[tbu.cluster][idx] -= run.work
             sim.start(run, tbu, k)
-        if len(free) >= k and not tbu.mark:
-            tbu.mark = True
-            self.avail[tbu.cluster][idx].append(tbu)
+        self.tbus.offer(tbu)
 
     def drained(self, tbu: TBU) -> None:
-        """A TBU marked for rebinding (``tag``: its new type) freed PEAs: once it holds no
-        work, load the new context."""
+        """A TBU leaving for another type (:meth:`TBUTable.drain`) freed PEAs: once it holds
+        no work, load the new context."""
         if tbu.busy or tbu.blocked:
             return
-        sim = self.sim
-        assert sim is not None
-        target = tbu.tag
-        tbu.tag = None
-        if tbu.mark:
-            tbu.mark = False
-            lst = self.avail[tbu.cluster][tbu.bound]
-            if tbu in lst:
-                lst.remove(tbu)
-        assert isinstance(target, int)
-        sim.bind(tbu, target)
+        self.tbus.bind(tbu, self.tbus.leaving_for(tbu))
+
+    def queued_runs(self, cluster: int) -> list[TaskRun]:
+        runs = []
+        for q in self.queues[cluster]:
+            while q:
+                run = q.popleft()
+                self.queued_work[cluster][run.tt.idx] -= run.work
+                runs.append(run)
+        return runs
 
     def on_fault(self, tbu: TBU) -> None:
         """A TBU died. If its type has no TBU left in the cluster, the TBU of the best
@@ -190,34 +185,25 @@ class StaticPolicy(Policy):
         sim = self.sim
         assert sim is not None
         c = tbu.cluster
-        if tbu.mark:
-            tbu.mark = False
+        self.tbus.fault(tbu)
         alive = [t for t in sim.chip.cluster_tbus[c] if t.alive]
         if not alive:
-            for q in self.queues[c]:
-                while q:
-                    run = q.popleft()
-                    self.queued_work[c][run.tt.idx] -= run.work
-                    run.inst.cluster = self.place_instance(run.inst)
-                    self.on_ready(run)
+            self.rehome_queued(c)
             return
-        counts = [0] * len(sim.task_types)
-        for t in alive:
-            target = t.tag if t.tag is not None else (t.loading if t.reconfiguring else t.bound)
-            if isinstance(target, int) and target >= 0:
-                counts[target] += 1
+        counts = list(self.tbus.counts[c])
+        leaving = self.tbus.target
         for idx, n in enumerate(counts):
             if n:
                 continue
             donor = max(range(len(counts)), key=lambda i: (counts[i], -i))
             if counts[donor] < 2:
                 return  # too few TBUs left to give every type one: work waits for none
-            cands = [t for t in alive if t.tag is None and (
+            cands = [t for t in alive if leaving[t.id] < 0 and (
                 t.bound == donor or (t.reconfiguring and t.loading == donor))]
             if not cands:
                 continue
             pick = min(cands, key=lambda t: (t.busy + t.blocked, t.id))
-            pick.tag = idx
+            self.tbus.drain(pick, idx)
             counts[donor] -= 1
             counts[idx] += 1
             if pick.busy == 0 and pick.blocked == 0 and not pick.reconfiguring:
