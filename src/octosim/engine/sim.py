@@ -12,6 +12,7 @@ and traces.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -341,7 +342,14 @@ class Simulation(ResourceActions):
         self.next_arrival = self._load_chunk().arrival[0]
         for f in self.faults:
             self.loop.schedule(f.cycle, FAULT, f)
-        self.events = drive(self, self.max_events, self.watchdog_events)
+        # A run allocates a few objects per task run and frees them soon, without cycles:
+        # the cyclic collector's young-generation passes would only re-scan them.
+        threshold = gc.get_threshold()
+        gc.set_threshold(max(threshold[0], 200_000), *threshold[1:])
+        try:
+            self.events = drive(self, self.max_events, self.watchdog_events)
+        finally:
+            gc.set_threshold(*threshold)
         self._finish()
         self.wall_seconds = time.perf_counter() - wall0
         if self.instances_done < self.wf.count and (
