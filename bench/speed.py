@@ -195,12 +195,12 @@ def compare(n_instances: int, repeats: int, seed: int) -> dict[str, Any]:
 
 
 def workload_only(n_instances: int, seed: int) -> dict[str, Any]:
-    """octosim's workflow interpreter and keyed random draws alone, on the same workflow and
-    instances: every Task Block reached is completed at once (the untimed profiler's pass),
-    with no engine, policy or metrics. No schedule can cost less than this."""
-    from octosim.engine.profile import profile_workflow
+    """octosim's workload compiler alone on the same workflow and instances: every
+    instance's runs, draws and dependencies, with no engine, policy or metrics."""
     from octosim.engine.tasks import build_task_types
+    from octosim.engine.workload import WorkloadCompiler
     from octosim.experiments.config import resolve_config
+    from octosim.model.rng import KeyedRandom
 
     cfg = resolve_config(
         str(ref.WORKFLOW), "ideal", "static", seed=seed, sets=ref.octosim_sets(n_instances)
@@ -208,9 +208,9 @@ def workload_only(n_instances: int, seed: int) -> dict[str, Any]:
     wf, arch, _ = cfg.build()
     types = build_task_types(wf, arch)
     t0 = time.perf_counter()
-    prof = profile_workflow(wf, types, seed, n_instances)
+    compiler = WorkloadCompiler(wf, types, KeyedRandom(seed), arch.tbu.split_efficiency)
+    runs = sum(sum(1 for k in ch.kind if k >= 0) for ch in compiler.chunks())
     wall = time.perf_counter() - t0
-    runs = round(sum(p.runs_per_instance for p in prof.values()) * n_instances)
     return {
         "task_runs": runs,
         "wall_seconds": round(wall, 4),
@@ -218,11 +218,31 @@ def workload_only(n_instances: int, seed: int) -> dict[str, Any]:
     }
 
 
-def decomposition(n_instances: int, repeats: int, seed: int, simpy_rate: float) -> dict[str, Any]:
+def policy_share(n_instances: int, seed: int) -> float:
+    """The share of a run's time spent in the policy's own code, from a cProfile run (each
+    function's own time). The profiler slows every Python call alike, so the share, not
+    its times, is what it is good for."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    ref.octosim_run(n_instances, seed, latencies=False)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values()) or 1.0
+    policy = sum(v[2] for (path, _, _), v in stats.items() if "/octosim/policies/" in path)
+    return policy / total
+
+
+def decomposition(n_instances: int, repeats: int, seed: int, simpy_rate: float,
+                  octosim_rate: float) -> dict[str, Any]:
     """Where the time goes, as rates relative to the SimPy model of the same run: a
     hand-written ``heapq`` loop of this one workflow (``minimal_loop.py``: the floor of plain
-    Python, no generality), and octosim's workload generation alone (interpreter + keyed
-    draws, no engine): octosim's ratio cannot exceed the latter's."""
+    Python, no generality); octosim's workload compiler alone (generation); and the shares
+    of octosim's run in generation (compiler time over run time), policy (its own code, by
+    cProfile) and the engine core (the rest: loop, resources, accounting, buffers), each
+    with the rate octosim would reach over SimPy if that part cost nothing."""
     import minimal_loop
 
     best_min = best_wl = 0.0
@@ -230,11 +250,19 @@ def decomposition(n_instances: int, repeats: int, seed: int, simpy_rate: float) 
         res = minimal_loop.run_minimal(n_instances, seed + r)
         best_min = max(best_min, res["task_runs"] / res["wall_seconds"])
         best_wl = max(best_wl, workload_only(n_instances, seed + r)["task_runs_per_second"])
+    generation = octosim_rate / best_wl
+    policy = policy_share(n_instances, seed) * (1.0 - generation)
+    shares = {"generation": generation, "policy": policy, "core": 1.0 - generation - policy}
     return {
         "minimal_loop_task_runs_per_second": round(best_min),
         "minimal_loop_over_simpy": round(best_min / simpy_rate, 2),
-        "octosim_workload_only_task_runs_per_second": round(best_wl),
-        "octosim_workload_only_over_simpy": round(best_wl / simpy_rate, 2),
+        "octosim_generation_only_task_runs_per_second": round(best_wl),
+        "octosim_generation_only_over_simpy": round(best_wl / simpy_rate, 2),
+        "octosim_time_shares": {k: round(v, 3) for k, v in shares.items()},
+        "octosim_over_simpy_without": {
+            part: round(octosim_rate / max(1e-9, 1.0 - share) / simpy_rate, 2)
+            for part, share in shares.items()
+        },
     }
 
 
@@ -265,7 +293,8 @@ def main() -> None:
         "compare": compare(args.instances, repeats, args.seed),
     }
     out["decomposition"] = decomposition(
-        args.instances, repeats, args.seed, out["compare"]["simpy"]["task_runs_per_second"]
+        args.instances, repeats, args.seed, out["compare"]["simpy"]["task_runs_per_second"],
+        out["compare"]["octosim"]["task_runs_per_second"],
     )
     out["scale_100k"] = run_child(100_000, args.seed)
     if not args.quick:
