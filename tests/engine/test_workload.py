@@ -18,7 +18,7 @@ import pytest
 from octosim.engine.entities import Observer, TaskRun
 from octosim.engine.sim import Simulation
 from octosim.engine.tasks import build_task_types
-from octosim.engine.workload import END, JUNCTION, WorkloadChunk, WorkloadCompiler
+from octosim.engine.workload import CHUNK_INSTANCES, END, JUNCTION, WorkloadChunk, WorkloadCompiler
 from octosim.errors import UserError
 from octosim.model.arch import parse_arch
 from octosim.model.rng import KeyedRandom
@@ -95,7 +95,7 @@ def test_chunks_are_compiled_lazily() -> None:
     wf = workflow(["a"], {"a": {"kind": "general", "cycles": 100}}, count=50_000_000)
     t0 = time.perf_counter()
     first = next(compiler(wf).chunks())
-    assert first.count == 8192
+    assert first.count == CHUNK_INSTANCES
     assert time.perf_counter() - t0 < 5.0
 
 

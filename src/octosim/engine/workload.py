@@ -55,7 +55,7 @@ from octosim.model.workflow import (
     Workflow,
 )
 
-CHUNK_INSTANCES = 8192
+CHUNK_INSTANCES = 2048
 CHUNK_FRAMES = 1 << 20  # frames of one chunk at one node: beyond this, the chunk is split
 MAX_FOREACH_COUNT = 1_000_000
 JUNCTION = -1  # node kinds besides task type indices
