@@ -37,7 +37,7 @@ def workflow(flow: list[Any], tasks: dict[str, Any], count: int = 40, **extra: A
     return parse_workflow(raw, "w.yaml")
 
 
-def compiler(wf: Workflow, chunk: int = 8192, seed: int = 1) -> WorkloadCompiler:
+def compiler(wf: Workflow, chunk: int = CHUNK_INSTANCES, seed: int = 1) -> WorkloadCompiler:
     arch = parse_arch(ARCH, "a.yaml")
     return WorkloadCompiler(wf, build_task_types(wf, arch), KeyedRandom(seed),
                             arch.tbu.split_efficiency, chunk_instances=chunk)
