@@ -120,6 +120,7 @@ class OctopusPolicy(Policy):
         self.queues: list[list[deque[TaskRun]]] = [[deque() for _ in range(n)] for _ in range(nc)]
         self.qwork = [[0.0] * n for _ in range(nc)]
         self.rwork = [[0.0] * n for _ in range(nc)]
+        self.n_queued = [0] * nc  # runs queued per cluster, all types
         self.running: list[list[TaskRun]] = [[] for _ in sim.chip.tbus]
         self.tbus = TBUTable(sim, self.kmin)
         self.cb_cycles = sim.arch.cluster.cbu_cycles
@@ -191,6 +192,7 @@ class OctopusPolicy(Policy):
         else:
             q.append(run)
             self.qwork[c][idx] += run.work
+            self.n_queued[c] += 1
             self.rebalancer.queued(c, idx)
         self.rebalancer.touch(c)
 
@@ -233,6 +235,7 @@ class OctopusPolicy(Policy):
         while q and len(free) >= kmin:
             run = q.popleft()
             self.qwork[c][idx] -= run.work
+            self.n_queued[c] -= 1
             self._start(run, tbu, self.grants.grant(run, len(free), len(q) + 1, c), c)
         if not q and free:
             self.grants.grow(tbu)
@@ -266,4 +269,5 @@ class OctopusPolicy(Policy):
                 run = q.popleft()
                 self.qwork[cluster][idx] -= run.work
                 runs.append(run)
+        self.n_queued[cluster] = 0
         return runs

@@ -58,13 +58,13 @@ class AdaptiveGrant(GrantStrategy):
 
     def grow(self, tbu: TBU) -> None:
         """Give the free PEAs to the runs still running here, longest remaining first."""
-        if not tbu.free:
+        running = self.policy.running[tbu.id]
+        if not running or not tbu.free:
             return
         sim = self.policy.sim
         assert sim is not None
         kmax = self.kmax
-        runs = [r for r in self.policy.running[tbu.id] if r.k < kmax[r.tt.idx]
-                and r.mem_end < r.end_at]
+        runs = [r for r in running if r.k < kmax[r.tt.idx] and r.mem_end < r.end_at]
         if not runs:
             return
         now = sim.now

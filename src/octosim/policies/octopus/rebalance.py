@@ -41,6 +41,12 @@ class Rebalancer:
         self._dirty = [False] * nc
         self._dirty_list: list[int] = []
         self._last_pass = [-1] * nc
+        self.n_types = n = len(sim.task_types)
+        self.peas = sim.arch.tbu.peas
+        # Work held by back-pressure is tracked per stage for the whole chip: it counts as
+        # demand only on a chip of one cluster.
+        self.one_cluster = nc == 1
+        self.no_held = [0] * n
 
     def start(self) -> None:
         """The TBUs are bound: look at every cluster at the first pass."""
@@ -55,7 +61,8 @@ class Rebalancer:
         """A run of type ``idx`` had to queue in cluster ``c`` (no TBU had its PEAs free)."""
 
     def idle(self, c: int, idx: int) -> None:
-        """A TBU of type ``idx`` in cluster ``c`` has nothing running and nothing queued."""
+        """A TBU of type ``idx`` in cluster ``c`` has nothing running, and no run of type
+        ``idx`` is queued there."""
 
     def fault(self, c: int) -> None:
         """A TBU of cluster ``c`` died (the cluster still has working TBUs)."""
@@ -69,56 +76,74 @@ class Rebalancer:
         and no TBU first), when the receiver's backlog outlasts a reconfiguration and the move
         cuts its load per TBU below the donor's after the move by the hysteresis."""
         sim = self.sim
-        if self._last_pass[c] == sim.now:
+        now = sim.now
+        if self._last_pass[c] == now:
             return
-        self._last_pass[c] = sim.now
+        self._last_pass[c] = now
         policy = self.policy
-        p = self.params
-        n = len(sim.task_types)
+        n = self.n_types
+        queues = policy.queues[c]
+        qwork = policy.qwork[c]
+        rwork = policy.rwork[c]
+        held = sim.held_work if self.one_cluster else self.no_held
+        # One cycle per queued run on top of its work, so runs of zero cycles still count as
+        # demand (a type whose queue holds only such runs would otherwise never get a TBU).
+        # ``actual`` is work that exists; ``demand`` adds the forecast.
+        actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
+        demand = policy.forecaster.demand(c, actual)
+        for i in range(n):
+            if demand[i] > 0:
+                break
+        else:
+            return  # nothing to balance
         table = policy.tbus
         count = list(table.counts[c])
         # TBUs a type could give now (bound to it, not loading, not already leaving).
         movable = [len(s) for s in table.settled[c]]
-        held = sim.held_work if sim.chip.n_clusters == 1 else [0] * n
-        queues = policy.queues[c]
-        qwork = policy.qwork[c]
-        rwork = policy.rwork[c]
-        # One cycle per queued run on top of its work, so runs of zero cycles still count as
-        # demand (a type whose queue holds only such runs would otherwise never get a TBU).
-        demand = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
-        actual = list(demand)
-        demand = policy.forecaster.demand(c, demand)
-        peas = sim.arch.tbu.peas
+        peas = self.peas
         reconfig = policy.reconfig_cycles
-        for _ in range(p.max_moves):
-            need = [i for i in range(n) if demand[i] > 0]
-            if not need:
-                return
-            # A type with runs queued and no TBU must get one (or it would never progress);
-            # otherwise the most loaded type per TBU receives.
-            starving = [i for i in need if count[i] == 0 and queues[i]]
-            if starving:
-                r = max(starving, key=lambda i: (demand[i], -i))
-            else:
-                r = max(need, key=lambda i: (demand[i] / max(1, count[i]), -i))
+        slack = 1 + self.params.hysteresis
+        for _ in range(self.params.max_moves):
+            # A type with runs queued and no TBU must get one (or it would never progress):
+            # the one with the most demand; otherwise the most loaded type per TBU receives.
+            # (Ties go to the lower index.)
+            r = -1
+            best = 0.0
+            starving = False
+            for i in range(n):
+                if demand[i] > 0 and count[i] == 0 and queues[i] and (
+                        not starving or demand[i] > best):
+                    r, best, starving = i, demand[i], True
+            if not starving:
+                for i in range(n):
+                    di = demand[i]
+                    if di > 0:
+                        v = di / (count[i] if count[i] > 1 else 1)
+                        if r < 0 or v > best:
+                            r, best = i, v
+                if r < 0:
+                    return
             per_r = demand[r] / max(1, count[r])
             # Worth moving only if the receiver's backlog outlasts a reconfiguration.
             if not starving and per_r / peas < 2 * reconfig[r]:
                 return
-
-            # Donors are judged by work that exists: a forecast alone never keeps a TBU idle.
-            def after(i: int) -> float:
-                if count[i] <= 1:
-                    return INF if actual[i] > 0 else 0.0
-                return actual[i] / (count[i] - 1)
-
-            donors = [i for i in range(n) if i != r and count[i] >= 1 and movable[i]]
-            if not donors:
+            # The donor: among types with a TBU that could move now, the one whose work per
+            # TBU stays lowest after giving one. Donors are judged by work that exists: a
+            # forecast alone never keeps a TBU idle.
+            d = -1
+            after_d = 0.0
+            for i in range(n):
+                ci = count[i]
+                if i != r and ci >= 1 and movable[i]:
+                    # A type's last TBU goes only if it has no work.
+                    after = actual[i] / (ci - 1) if ci > 1 else INF if actual[i] > 0 else 0.0
+                    if d < 0 or after < after_d:
+                        d, after_d = i, after
+            if d < 0:
                 return
-            d = min(donors, key=lambda i: (after(i), i))
-            if not starving and per_r <= (1 + p.hysteresis) * after(d):
+            if not starving and per_r <= slack * after_d:
                 return
-            if starving and after(d) == INF:
+            if starving and after_d == INF:
                 return
             tbu = self.donor_tbu(c, d)
             if tbu is None:
@@ -216,11 +241,13 @@ class ClusterScheduler(Rebalancer):
         # how often each type runs, which the periodic pass sees. (Moving a TBU the moment it
         # idles made TBUs shuttle between types under Poisson load.) The exception is a type
         # with runs queued and no TBU at all: it must get this one.
-        queues = self.policy.queues[c]
-        if any(queues[i] for i in range(len(queues)) if i != idx):
+        if self.policy.n_queued[c]:  # runs of another type wait (type idx has none)
+            queues = self.policy.queues[c]
             count = self.policy.tbus.counts[c]
-            if any(queues[i] and not count[i] for i in range(len(queues))):
-                self.rebalance(c)
+            for i in range(self.n_types):
+                if queues[i] and not count[i]:
+                    self.rebalance(c)
+                    return
 
     def steal_idle(self, c: int, idx: int) -> None:
         """A run must queue: if some TBU of another type sits idle with nothing queued, and the
