@@ -18,8 +18,8 @@ class TBU:
     """A Task Block Unit: PEAs bound together to one TB type."""
 
     __slots__ = ("id", "cluster", "local", "free", "n_peas", "busy", "blocked", "bound",
-                 "reconfiguring", "loading", "alive", "running", "tag", "mark",
-                 "prefetch_task", "prefetch_done", "runs")
+                 "reconfiguring", "loading", "alive", "running", "prefetch_task",
+                 "prefetch_done")
 
     def __init__(self, tbu_id: int, cluster: int, local: int, pea_ids: list[int]) -> None:
         self.id = tbu_id
@@ -34,8 +34,6 @@ class TBU:
         self.loading = UNBOUND  # while reconfiguring: the task type whose context it loads
         self.alive = True
         self.running = 0  # task runs in flight on this TBU
-        self.tag: object = None  # free for the policy
-        self.mark = False  # free for the policy (e.g. membership of an availability list)
         self.prefetch_task = UNBOUND  # context being fetched ahead into a shadow buffer
         self.prefetch_done = 0
 
