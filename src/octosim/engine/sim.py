@@ -161,11 +161,8 @@ class Simulation(ResourceActions):
         last run did): the CBU takes the decisions it allowed, and whatever waited only for it
         goes on, ``cbs`` Control Blocks later plus those on the way."""
         a = ch.dec_ptr[node]
-        b = ch.dec_ptr[node + 1]
-        if a != b and self._on_decision is not None:
-            blocks, outcomes = ch.dec_block, ch.dec_outcome
-            for j in range(a, b):
-                self._on_decision(blocks[j], outcomes[j])
+        if a != ch.dec_ptr[node + 1]:
+            self._decide(ch.dec_block, ch.dec_outcome, a, ch.dec_ptr[node + 1])
         deps = ch.deps
         succ = ch.succ
         kinds = ch.kind
@@ -182,6 +179,12 @@ class Simulation(ResourceActions):
                 self._release(ch, y, cbs + ch.succ_cbs[e], src)
             else:
                 self._instance_done(ch, ch.inst[y])
+
+    def _decide(self, blocks: list[int], outcomes: list[int], a: int, b: int) -> None:
+        """The CBU takes decisions ``a`` .. ``b - 1``: a policy that learns is told them."""
+        if self._on_decision is not None:
+            for j in range(a, b):
+                self._on_decision(blocks[j], outcomes[j])
 
     def _instance_done(self, ch: WorkloadChunk, local: int) -> None:
         now = self.now
@@ -218,11 +221,9 @@ class Simulation(ResourceActions):
         new = self._new_runs
         new.clear()
         a = ch.arrival_dec_ptr[local]
-        b = ch.arrival_dec_ptr[local + 1]
-        if a != b and self._on_decision is not None:
-            blocks, outcomes = ch.arrival_dec_block, ch.arrival_dec_outcome
-            for j in range(a, b):
-                self._on_decision(blocks[j], outcomes[j])
+        if a != ch.arrival_dec_ptr[local + 1]:
+            self._decide(ch.arrival_dec_block, ch.arrival_dec_outcome, a,
+                         ch.arrival_dec_ptr[local + 1])
         roots, root_cbs = ch.roots, ch.root_cbs
         for r in range(ch.root_ptr[local], ch.root_ptr[local + 1]):
             node = roots[r]
