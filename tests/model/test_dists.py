@@ -338,3 +338,10 @@ def test_stream_helpers_agree() -> None:
     assert len(roots) == 1000
     kids = {KeyedRandom.child_key(k, 12345, j) for k in list(roots)[:50] for j in range(20)}
     assert len(kids) == 1000 and not kids & roots
+
+
+def test_a_lognormal_whose_shape_overflows_is_a_clear_error() -> None:
+    """(sd / mean)**2 beyond a float (found by the workflow fuzzer: a raw OverflowError)."""
+    with pytest.raises(UserError, match="sd must be at most 1e150 times the mean"):
+        compile_value({"dist": "lognormal", "mean": 4.76e-206, "sd": 15000})
+    assert compile_value({"dist": "lognormal", "mean": 1e-140, "sd": 1e9}) is not None

@@ -646,7 +646,10 @@ _RULES: dict[str, tuple[Rule, ...]] = {
                 (lambda p: p["mean"] <= 1e9, "mean must be <= 1e9")),
     "normal": ((lambda p: p["sd"] >= 0, "sd must be >= 0"),),
     "lognormal": ((lambda p: p["mean"] > 0, "mean must be > 0"),
-                  (lambda p: p["sd"] >= 0, "sd must be >= 0")),
+                  (lambda p: p["sd"] >= 0, "sd must be >= 0"),
+                  # Beyond this ratio the shape's (sd / mean)**2 overflows a float.
+                  (lambda p: p["sd"] <= 1e150 * np.minimum(p["mean"], 1e150),
+                   "sd must be at most 1e150 times the mean")),
     "geometric": ((lambda p: (p["p"] > 0) & (p["p"] <= 1), "p must be in (0, 1]"),),
 }
 
