@@ -25,6 +25,7 @@ MAX_EXPR_CHARS = 2000
 MAX_EXPR_DEPTH = 60
 MAX_POW_EXPONENT = 64.0
 MAX_MAGNITUDE = 1e300
+SMALL_ARRAY = 16  # up to this many elements, array forms evaluate element by element
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -98,6 +99,8 @@ class Expression:
         """The expression for ``n`` elements at once: element ``i`` is ``self(env_i)`` with
         ``env_i = {name: env[name][i]}`` (NaN: not set there), as ``float64``. If an element
         fails, :class:`DrawError` names the first."""
+        if n <= SMALL_ARRAY:
+            return self._evaluate_each(env, n)
         fast = self.try_evaluate_array(env, n)
         return self._evaluate_each(env, n) if fast is None else fast[0]
 
