@@ -76,9 +76,9 @@ class PolicyParams(BaseModel):
 
 def rehome_instance(policy: Policy, inst: Instance) -> int:
     """Move ``inst`` to the cluster ``policy.place_instance`` chooses (its home died) and return
-    that cluster. The one place an instance's home (``inst.cluster``) changes after its
-    arrival: the engine calls it for a run created, made ready or re-executed while its home is
-    dead, and policies call it (through :meth:`Policy.rehome`) for the runs they held queued
+    that cluster. Meant as the one place an instance's home (``inst.cluster``) changes after
+    its arrival: for the engine, when it creates, makes ready or re-executes a run whose home
+    is dead, and for policies (through :meth:`Policy.rehome`), for the runs they held queued
     there."""
     cluster = policy.place_instance(inst)
     inst.cluster = cluster
