@@ -203,12 +203,12 @@ def _normalise_tails(tf: np.ndarray, tn: np.ndarray, tc: np.ndarray
     if len(tf) < 2:
         return tf, tn, tc
     m = len(tf)
-    # Last occurrence of each (frame, node): unique over the reversed arrays.
-    rev = np.arange(m - 1, -1, -1)
-    pair = np.stack((tf[rev], tn[rev]), axis=1)
-    _, first_rev = np.unique(pair, axis=0, return_index=True)
+    # Last occurrence of each (frame, node): one integer per pair (nodes are >= -1), unique
+    # over the reversed array (np.unique of rows is several times slower).
+    pair = tf * (int(tn.max()) + 2) + (tn + 1)
+    _, first_rev = np.unique(pair[::-1], return_index=True)
     keep = np.zeros(m, dtype=bool)
-    keep[rev[first_rev]] = True
+    keep[m - 1 - first_rev] = True
     has_run = np.zeros(int(tf.max()) + 1, dtype=bool)
     has_run[tf[tn >= 0]] = True
     keep &= (tn >= 0) | ~has_run[tf]
@@ -230,6 +230,8 @@ class _Builder:
         self.dec_parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # trigger, block, outcome
         self.snaps: list[dict[str, np.ndarray]] = []
         self.frames_of_inst = np.zeros(count, dtype=_I64)
+        self.frames_total = 0
+        self.size_parts: list[tuple[np.ndarray, np.ndarray]] = []
 
     # --- nodes and edges --------------------------------------------------------------------
 
@@ -607,9 +609,18 @@ class WorkloadCompiler:
 
     def _check_size(self, f: _Frames, go: np.ndarray, n_go: np.ndarray, total: int,
                     node: Node, b: _Builder) -> None:
-        """Bound the frames one instance (and one chunk) may expand to."""
-        per_inst = np.bincount(f.inst[go], weights=n_go, minlength=b.count)
-        b.frames_of_inst = b.frames_of_inst + per_inst.astype(_I64)
+        """Bound the frames one instance (and one chunk) may expand to. Per-instance counts
+        are only formed once the chunk as a whole passes the limit (no instance can before):
+        a long loop's iterations then cost no bincount each."""
+        b.frames_total += total
+        b.size_parts.append((f.inst[go], n_go))
+        if b.frames_total <= self.max_frames:
+            if total > CHUNK_FRAMES and b.count > 1:
+                raise _ChunkTooLarge
+            return
+        for inst, n in b.size_parts:
+            b.frames_of_inst += np.bincount(inst, weights=n, minlength=b.count).astype(_I64)
+        b.size_parts.clear()
         worst = int(np.argmax(b.frames_of_inst))
         if b.frames_of_inst[worst] > self.max_frames:
             raise UserError(
