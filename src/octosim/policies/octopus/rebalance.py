@@ -161,16 +161,17 @@ class Rebalancer:
         (idle ones at once)."""
         running = self.policy.running
         best = None
-        best_key = None
+        # The least (drain cycle, PEAs held, id), compared field by field.
+        b_drain = b_held = b_id = 0
         for t in self.policy.tbus.settled[c][d].values():
             drain = 0
             for r in running[t.id]:
                 if r.end_at > drain:
                     drain = r.end_at
-            key = (drain, t.busy + t.blocked, t.id)
-            if best_key is None or key < best_key:
-                best_key = key
-                best = t
+            held = t.busy + t.blocked
+            if best is None or drain < b_drain or drain == b_drain and (
+                    held < b_held or held == b_held and t.id < b_id):
+                best, b_drain, b_held, b_id = t, drain, held, t.id
         return best
 
     def move(self, tbu: TBU, target: int) -> None:
