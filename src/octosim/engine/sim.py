@@ -194,7 +194,6 @@ class Simulation(ResourceActions):
         if cp > self.acct.lower_bound_cp:
             self.acct.lower_bound_cp = cp
         self.instances_done += 1
-        ch.open_instances -= 1
         self.latencies.append(now - inst.arrival)
         if now > self.makespan:
             self.makespan = now

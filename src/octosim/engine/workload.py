@@ -91,7 +91,7 @@ class WorkloadChunk:
                  "arrival_dec_ptr", "arrival_dec_block", "arrival_dec_outcome", "kind", "inst",
                  "work", "out_bytes", "scale", "block", "deps", "succ_ptr", "succ", "succ_cbs",
                  "dec_ptr", "dec_block", "dec_outcome",
-                 "open_instances", "instances", "_snaps", "_snap_of", "_elem_of", "frame_key")
+                 "instances", "_snaps", "_snap_of", "_elem_of", "frame_key")
 
     first: int
     count: int
@@ -116,7 +116,6 @@ class WorkloadChunk:
     dec_ptr: list[int]
     dec_block: list[int]
     dec_outcome: list[int]
-    open_instances: int
     instances: list[Any]  # the engine's instance objects, filled as they arrive
     _snaps: list[dict[str, np.ndarray]]  # scopes at the task nodes (flow positions)
     _snap_of: np.ndarray
@@ -342,7 +341,6 @@ class _Builder:
         ch.arrival_dec_ptr, ch.arrival_dec_block, ch.arrival_dec_outcome = _grouped(
             -1 - trig[~at_node], blk[~at_node], out[~at_node], count)
         ch.cp = root.cp.tolist()
-        ch.open_instances = count
         ch._snaps = self.snaps
         ch._snap_of = snap
         ch._elem_of = elem
@@ -410,13 +408,11 @@ class WorkloadCompiler:
         size = self.chunk_instances
         while i < total:
             m = min(size, total - i)
-            clock = self._clock
             try:
-                ch = self.compile(i, m)
+                ch = self.compile(i, m)  # arrivals are drawn only once the graph is built
             except _ChunkTooLarge:
                 if m == 1:  # pragma: no cover - one instance within max_runs always fits
                     raise
-                self._clock = clock
                 size = max(1, m // 2)
                 continue
             i += m
@@ -477,10 +473,10 @@ class WorkloadCompiler:
         return UserError(f"{msg} (instance {inst})", file=self.wf.file, where=where)
 
     def _draw(self, value: Value, frames: _Frames, quantity_salt: int, where: str,
-              b: _Builder, scope: dict[str, np.ndarray] | None = None) -> np.ndarray:
+              b: _Builder) -> np.ndarray:
         states = mix64_array(frames.key ^ np.uint64(quantity_salt))
         try:
-            return value.sample_array(states, frames.scope if scope is None else scope)
+            return value.sample_array(states, frames.scope)
         except DrawError as exc:
             raise self._error(exc, frames, b, where) from None
 
@@ -749,10 +745,3 @@ class WorkloadCompiler:
             mask[active] = True
             f.passed_cb(mask)
             iteration += 1
-
-
-def describe_chunk(ch: WorkloadChunk) -> dict[str, Any]:
-    """Counts of one chunk (for tests and debugging)."""
-    kinds = np.array(ch.kind)
-    return {"instances": ch.count, "runs": int((kinds >= 0).sum()),
-            "junctions": int((kinds == JUNCTION).sum()), "edges": len(ch.succ)}
