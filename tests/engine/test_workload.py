@@ -193,3 +193,19 @@ def test_a_join_counts_control_blocks_from_the_run_that_finishes_last() -> None:
     # Join (1 CB) alone, or join plus the branch on the slow arm (2 CBs), before `after`.
     assert waits[False] == 1000 + 10
     assert waits[True] == 2000 + 10
+
+
+def test_an_exploding_instance_ends_a_run_with_exit_2_and_one_line(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the CLI: the profiler compiles its sample too, before any run starts (it once
+    let an internal chunk-splitting signal escape as a traceback)."""
+    from octosim.cli import main
+
+    path = tmp_path / "boom.yaml"
+    path.write_text("owg: 1\nname: boom\narrivals: {process: batch, count: 2}\n"
+                    "tasks: {a: {kind: general, cycles: 1}}\n"
+                    "flow: [{foreach: 1000, do: [{foreach: 1000, do: [{foreach: 1000, "
+                    "do: [a]}]}]}]\n")
+    assert main(["run", str(path), "--arch", "octopus-chip", "--policy", "static"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expands to more than 2000000 task runs" in err[0]

@@ -39,15 +39,15 @@ def profile_workflow(wf: Workflow, task_types: list[TaskType], seed: int,
     compiler = WorkloadCompiler(wf, task_types, rnd, 1.0)
     counts = [0] * len(task_types)
     work = [0.0] * len(task_types)
-    ch = compiler.compile_instances(np.array(ids))
     floor = [tt.floor_cycles for tt in task_types]
-    # Summed instance by instance, as the runs were reached in each.
-    for node in np.argsort(np.array(ch.inst), kind="stable").tolist():
-        kind = ch.kind[node]
-        if kind < 0:
-            continue
-        counts[kind] += 1
-        work[kind] += max(ch.work[node], floor[kind] * ch.scale[node])
+    for ch in compiler.compile_instances(np.array(ids)):
+        # Summed instance by instance, as the runs were reached in each.
+        for node in np.argsort(np.array(ch.inst), kind="stable").tolist():
+            kind = ch.kind[node]
+            if kind < 0:
+                continue
+            counts[kind] += 1
+            work[kind] += max(ch.work[node], floor[kind] * ch.scale[node])
     return {
         tt.idx: TaskProfile(counts[tt.idx] / n,
                             work[tt.idx] / counts[tt.idx] if counts[tt.idx] else 0.0)

@@ -443,10 +443,16 @@ class WorkloadCompiler:
         b, root = self._build(ids)
         return b.finish(root, self.arrivals(first, count))
 
-    def compile_instances(self, ids: np.ndarray) -> WorkloadChunk:
-        """The runs of any instances (a profile's sample), without arrival times."""
-        b, root = self._build(ids.astype(_I64))
-        return b.finish(root, np.zeros(len(ids), dtype=_I64))
+    def compile_instances(self, ids: np.ndarray) -> list[WorkloadChunk]:
+        """The runs of any instances (a profile's sample), without arrival times, in as many
+        chunks (in order) as memory needs."""
+        ids = ids.astype(_I64)
+        try:
+            b, root = self._build(ids)
+        except _ChunkTooLarge:
+            half = len(ids) // 2  # more than one instance: _build splits no further
+            return self.compile_instances(ids[:half]) + self.compile_instances(ids[half:])
+        return [b.finish(root, np.zeros(len(ids), dtype=_I64))]
 
     def _build(self, ids: np.ndarray) -> tuple[_Builder, _Frames]:
         b = _Builder(ids)
