@@ -209,3 +209,67 @@ def test_an_exploding_instance_ends_a_run_with_exit_2_and_one_line(
     assert main(["run", str(path), "--arch", "octopus-chip", "--policy", "static"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expands to more than 2000000 task runs" in err[0]
+
+
+def _chunk_fields(ch: WorkloadChunk) -> tuple[Any, ...]:
+    """Everything a chunk holds, as plain values."""
+    return (ch.first, ch.count, ch.arrival, ch.cp, ch.root_ptr, ch.roots, ch.root_cbs,
+            ch.arrival_dec_ptr, ch.arrival_dec_block, ch.arrival_dec_outcome, ch.kind, ch.inst,
+            ch.work, ch.out_bytes, ch.scale, ch.block.tolist(), ch.deps, ch.succ_ptr, ch.succ,
+            ch.succ_cbs, ch.dec_ptr, ch.dec_block, ch.dec_outcome, ch._snap_of.tolist(),
+            ch._elem_of.tolist(), ch.frame_key.tolist(),
+            [{k: v.tolist() for k, v in snap.items()} for snap in ch._snaps])
+
+
+# Shapes each shortcut of the compiler serves, and the ones where it must step aside: a
+# parallel of one-task arms (tails joined without sorting), an empty arm and an arm that ends
+# in a foreach (joined the general way), loops whose frames all go on and loops that some
+# leave early, a while loop, a foreach and a branch over one-tail frames, constant cycles, a
+# decision at the arrival.
+SHORTCUTS = workflow(
+    [{"branch": [{"p": 0.5, "do": ["c"]}, {"else": []}]}, "a",
+     {"loop": {"count": 3, "do": [{"parallel": [["b"], ["c"]]}]}},
+     {"loop": {"count": {"dist": "poisson", "mean": 2}, "do": [
+         {"parallel": [["b"], [], ["c", {"foreach": "n", "do": ["b"]}]]}, "c"]}},
+     {"loop": {"while": "m < n", "do": ["d", {"parallel": [["b"], ["c"]]}]}},
+     {"foreach": "n", "do": ["c", {"branch": [{"p": 0.5, "do": ["b"]}, {"else": []}]}]},
+     {"parallel": [[], []]}, "d"],
+    {"a": {"kind": "general", "cycles": {"dist": "exponential", "mean": 4000},
+           "sets": {"n": {"dist": "poisson", "mean": 2}}},
+     "b": {"kind": "general", "cycles": "1000 + 10 * n"},
+     "c": {"kind": "general", "cycles": 700},
+     "d": {"kind": "general", "cycles": {"dist": "uniform", "low": 100, "high": 900},
+           "sets": {"m": "m + 1"}}},
+    count=60, vars={"n": 0, "m": 0})
+
+
+@pytest.mark.parametrize("chunk", [1, 7, CHUNK_INSTANCES])
+def test_the_compilers_shortcuts_give_the_general_graph(
+        chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import octosim.engine.workload as workload
+
+    fast = [_chunk_fields(ch) for ch in compiler(SHORTCUTS, chunk=chunk).chunks()]
+    monkeypatch.setattr(workload, "FAST_PATHS", False)
+    general = [_chunk_fields(ch) for ch in compiler(SHORTCUTS, chunk=chunk).chunks()]
+    assert fast == general
+    assert sum(1 for ch in fast for k in ch[10] if k >= 0) > 60 * 10  # the flow ran
+
+
+def test_the_shortcuts_give_the_general_graph_for_the_builtin_workflows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import octosim.engine.workload as workload
+    from octosim.model.loader import load_yaml_file
+    from octosim.workloads import builtin_names, resolve
+
+    arch = parse_arch(load_yaml_file(resolve("arch", "octopus-chip")), "octopus-chip.yaml")
+    graphs: dict[bool, list[Any]] = {}
+    for fast in (True, False):
+        monkeypatch.setattr(workload, "FAST_PATHS", fast)
+        graphs[fast] = []
+        for name in builtin_names("workflow"):
+            path = resolve("workflow", name)
+            wf = parse_workflow(load_yaml_file(path), str(path))
+            comp = WorkloadCompiler(wf, build_task_types(wf, arch), KeyedRandom(5),
+                                    arch.tbu.split_efficiency)
+            graphs[fast].append(_chunk_fields(comp.compile(0, min(20, wf.count))))
+    assert graphs[True] == graphs[False]

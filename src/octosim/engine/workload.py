@@ -35,7 +35,7 @@ import numpy as np
 
 from octosim.engine.tasks import TaskType
 from octosim.errors import UserError
-from octosim.model.dists import Value, round_count_array
+from octosim.model.dists import Const, Value, round_count_array
 from octosim.model.expr import DrawError, Expression
 from octosim.model.rng import (
     KeyedRandom,
@@ -64,6 +64,37 @@ ARRIVAL_SALT = salt("arrival")
 
 _I64 = np.int64
 _EMPTY = np.zeros(0, dtype=_I64)
+# Shortcuts for the common shapes of a frame set (one tail per frame, a parallel over all
+# frames, a loop iteration of all frames...): they give the very same graph as the general
+# steps (tests/engine/test_workload.py compiles with them off and compares). They matter when
+# few frames pass many nodes (a long loop), where numpy's per-call cost dominates.
+FAST_PATHS = True
+
+
+def _ramp(n: int) -> np.ndarray:
+    """``arange(n)`` shared read-only (frame sets of one size reuse it; a write would raise)."""
+    a = _RAMPS.get(n)
+    if a is None:
+        a = np.arange(n, dtype=_I64)
+        a.setflags(write=False)
+        if n <= 4096:
+            _RAMPS[n] = a
+    return a
+
+
+def _nought(n: int) -> np.ndarray:
+    """``zeros(n)`` of int64, shared read-only like :func:`_ramp`."""
+    a = _NOUGHTS.get(n)
+    if a is None:
+        a = np.zeros(n, dtype=_I64)
+        a.setflags(write=False)
+        if n <= 4096:
+            _NOUGHTS[n] = a
+    return a
+
+
+_RAMPS: dict[int, np.ndarray] = {}
+_NOUGHTS: dict[int, np.ndarray] = {}
 
 
 class _ChunkTooLarge(Exception):
@@ -157,6 +188,15 @@ class _Frames:
 
     def subset(self, idx: np.ndarray) -> _Frames:
         """The frames ``idx`` (sorted) with their tails, renumbered from 0."""
+        m = len(idx)
+        if FAST_PATHS:
+            if m == self.n:  # all of them (idx is sorted and unique): the same arrays
+                return _Frames(m, self.inst, self.key, self.cp, self.path, dict(self.scope),
+                               self.tf, self.tn, self.tc)
+            if len(self.tf) == self.n:  # one tail per frame: tf is arange(n)
+                return _Frames(m, self.inst[idx], self.key[idx], self.cp[idx], self.path[idx],
+                               {k: v[idx] for k, v in self.scope.items()}, _ramp(m),
+                               self.tn[idx], self.tc[idx])
         pos = np.full(self.n, -1, dtype=_I64)
         pos[idx] = np.arange(len(idx))
         keep = pos[self.tf] >= 0
@@ -167,6 +207,14 @@ class _Frames:
     def merge(self, idx: np.ndarray, sub: _Frames) -> None:
         """Frames ``idx`` went on as ``sub`` in the same scope (a branch case, a loop
         iteration): take back its variables, critical path and tails."""
+        if FAST_PATHS and len(idx) == self.n:  # all of them: idx is arange(n)
+            for name, arr in sub.scope.items():
+                cur = self.scope.get(name)
+                dtype = np.float64 if cur is None else cur.dtype
+                self.scope[name] = arr if arr.dtype == dtype else arr.astype(dtype)
+            self.cp = sub.cp
+            self.tf, self.tn, self.tc = sub.tf, sub.tn, sub.tc  # sorted by frame already
+            return
         for name, arr in sub.scope.items():
             cur = self.scope.get(name)
             new = np.full(self.n, np.nan) if cur is None else cur.copy()
@@ -222,29 +270,35 @@ class _Builder:
         self.first = int(ids[0])
         self.count = count = len(ids)
         self.n_nodes = 0
-        self.node_parts: list[tuple[np.ndarray, ...]] = []  # kind, inst, work, out, scale,
-        self.path_parts: list[np.ndarray] = []  # block, snap, elem; path (2-D)
+        # kind, inst, work, out, scale, block, snap, size, key (numbers: the same for all)
+        self.node_parts: list[tuple[Any, ...]] = []
+        self.path_parts: list[np.ndarray] = []  # each part's paths (2-D)
         self.edge_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.root_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # inst, node, cbs
         self.dec_parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # trigger, block, outcome
         self.snaps: list[dict[str, np.ndarray]] = []
         self.frames_of_inst = np.zeros(count, dtype=_I64)
         self.frames_total = 0
-        self.size_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.size_parts: list[tuple[np.ndarray, np.ndarray | int]] = []
 
     # --- nodes and edges --------------------------------------------------------------------
 
-    def add_nodes(self, kind: np.ndarray, frames: _Frames, work: np.ndarray,
-                  out_bytes: np.ndarray, scale: np.ndarray, block: int, snap: int) -> np.ndarray:
-        """New nodes, one per frame, waiting for the frames' tails; return their ids."""
+    def add_nodes(self, kind: int, frames: _Frames, work: np.ndarray | int,
+                  out_bytes: np.ndarray | int, scale: np.ndarray | float, block: int,
+                  snap: int) -> np.ndarray:
+        """New nodes, one per frame, waiting for the frames' tails; return their ids.
+        ``work``, ``out_bytes`` and ``scale`` may be one number for all (filled in at finish)."""
         n = frames.n
-        ids = np.arange(self.n_nodes, self.n_nodes + n, dtype=_I64)
+        first = self.n_nodes
+        ids = np.arange(first, first + n, dtype=_I64)
         self.n_nodes += n
-        self.node_parts.append((kind, frames.inst, work, out_bytes, scale,
-                                np.full(n, block, dtype=_I64), np.full(n, snap, dtype=_I64),
-                                np.arange(n, dtype=_I64), frames.key))
+        self.node_parts.append((kind, frames.inst, work, out_bytes, scale, block, snap, n,
+                                frames.key))
         self.path_parts.append(frames.path)
         tf, tn, tc = frames.tf, frames.tn, frames.tc
+        if FAST_PATHS and len(tn) and tn.min() >= 0:  # every tail is a run: no roots
+            self.edge_parts.append((tn, ids if len(tf) == n else tf + first, tc))
+            return ids
         run = tn >= 0
         self.edge_parts.append((tn[run], ids[tf[run]], tc[run]))
         # Frames waiting for nothing but the arrival start with it: roots of their instance.
@@ -258,13 +312,15 @@ class _Builder:
     def triggers(self, frames: _Frames, idx: np.ndarray) -> np.ndarray:
         """For frames ``idx``, the node whose completion lets the CBU decide there (a frame
         waiting for several runs first gets a junction); ``-1 - instance`` for the arrival."""
+        if FAST_PATHS and len(frames.tf) == frames.n:  # one tail per frame: no junction
+            tn = frames.tn[idx]
+            return np.where(tn >= 0, tn, -1 - frames.inst[idx])
         counts = np.bincount(frames.tf, minlength=frames.n)
         multi = idx[counts[idx] > 1]
         if len(multi):
             sub = frames.subset(multi)
             jn = len(multi)
-            ids = self.add_nodes(np.full(jn, JUNCTION, dtype=_I64), sub, np.zeros(jn, _I64),
-                                 np.zeros(jn, _I64), np.ones(jn), -1, -1)
+            ids = self.add_nodes(JUNCTION, sub, 0, 0, 1.0, -1, -1)
             mine = np.zeros(frames.n, dtype=bool)
             mine[multi] = True
             keep = ~mine[frames.tf]
@@ -288,11 +344,20 @@ class _Builder:
     def finish(self, root: _Frames, arrival: np.ndarray) -> WorkloadChunk:
         count = self.count
         # One end node per instance, waiting for the root frame's tails.
-        self.add_nodes(np.full(count, END, dtype=_I64), root, np.zeros(count, _I64),
-                       np.zeros(count, _I64), np.ones(count), -1, -1)
+        self.add_nodes(END, root, 0, 0, 1.0, -1, -1)
         n = self.n_nodes
-        cols = [np.concatenate(col) for col in zip(*self.node_parts, strict=True)]
-        kind, inst, work, out_bytes, scale, block, snap, elem, frame_key = cols
+        kind_p, inst_p, work_p, out_p, scale_p, block_p, snap_p, size_p, key_p = zip(
+            *self.node_parts, strict=True)
+        sizes = np.array(size_p, dtype=_I64)
+        kind = np.repeat(np.array(kind_p, dtype=_I64), sizes)
+        block = np.repeat(np.array(block_p, dtype=_I64), sizes)
+        snap = np.repeat(np.array(snap_p, dtype=_I64), sizes)
+        elem = np.arange(n, dtype=_I64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        inst = np.concatenate(inst_p)
+        frame_key = np.concatenate(key_p)
+        work = _column(work_p, size_p, n, _I64)
+        out_bytes = _column(out_p, size_p, n, _I64)
+        scale = _column(scale_p, size_p, n, np.float64)
         depth = max((p.shape[1] for p in self.path_parts), default=0)
         path = np.full((n, depth), -1, dtype=_I64)
         row = 0
@@ -348,6 +413,16 @@ class _Builder:
         return ch
 
 
+def _column(parts: tuple[Any, ...], sizes: tuple[int, ...], n: int, dtype: Any) -> np.ndarray:
+    """One node column from its parts, each an array or one number for all its nodes."""
+    col = np.empty(n, dtype=dtype)
+    row = 0
+    for part, size in zip(parts, sizes, strict=True):
+        col[row:row + size] = part
+        row += size
+    return col
+
+
 def _grouped(owner: np.ndarray, block: np.ndarray, outcome: np.ndarray, n: int
              ) -> tuple[list[int], list[int], list[int]]:
     """CSR of (block, outcome) per owner, in the order they were taken."""
@@ -377,6 +452,7 @@ class WorkloadCompiler:
         self.salt_b = [salt(f"{b}/b") for b in range(n)]
         self.salt_root_v = {name: salt(f"v/{name}") for name in wf.vars}
         self._salt_v: dict[tuple[int, str], int] = {}
+        self._const: dict[int, tuple[int, int]] = {}
         self._clock = 0.0
         self._next_arrival = 0
         # The flow position after each task node (what a forecasting policy reads).
@@ -544,30 +620,50 @@ class WorkloadCompiler:
         tt = self.types[node.task.index]
         block = node.block
         n = f.n
-        scale = np.ones(n)
-        if tt.cycles is not None:
+        scale: np.ndarray | float = 1.0
+        work: np.ndarray | int
+        cp_cycles: np.ndarray | int | None = None
+        if tt.cycles is not None and FAST_PATHS and type(tt.cycles) is Const:
+            work, cp_cycles = self._const_work(tt)  # a constant draws nothing
+        elif tt.cycles is not None:
             work = round_count_array(self._draw(tt.cycles, f, self.salt_c[block],
                                                 f"tasks.{tt.name}.cycles", b))
         elif tt.scale is None:
-            work = np.full(n, tt.model_cycles, dtype=_I64)
+            work, cp_cycles = self._const_work(tt)
         else:
-            scale = np.maximum(0.0, self._draw(tt.scale, f, self.salt_s[block],
+            drawn = np.maximum(0.0, self._draw(tt.scale, f, self.salt_s[block],
                                                f"tasks.{tt.name}.scale", b))
-            work = round_count_array(tt.model_cycles * scale)
+            scale = drawn
+            work = round_count_array(tt.model_cycles * drawn)
+        out: np.ndarray | int
         if tt.out_fixed is not None:
-            out = np.full(n, tt.out_fixed, dtype=_I64)
+            out = tt.out_fixed
         else:
             out = round_count_array(self._draw(tt.out_bytes, f, self.salt_o[block],
                                                f"tasks.{tt.name}.out_bytes", b))
         b.snaps.append(dict(f.scope))
-        ids = b.add_nodes(np.full(n, tt.idx, dtype=_I64), f, work, out, scale, block,
-                          len(b.snaps) - 1)
-        idx = np.arange(n, dtype=_I64)
-        f.tf, f.tn, f.tc = idx, ids, np.zeros(n, dtype=_I64)
-        f.cp = f.cp + self._cp_cycles(tt, work, scale)
+        ids = b.add_nodes(tt.idx, f, work, out, scale, block, len(b.snaps) - 1)
+        f.tf, f.tn, f.tc = _ramp(n), ids, _nought(n)
+        if cp_cycles is None:
+            assert isinstance(work, np.ndarray)
+            cp_cycles = self._cp_cycles(tt, work, scale if isinstance(scale, np.ndarray)
+                                        else np.ones(n))
+        f.cp = f.cp + cp_cycles
         for name, value in node.task.sets.items():
             f.scope[name] = self._draw_var(name, value, f, self.salt_var(block, name),
                                            f"tasks.{tt.name}.sets.{name}", b)
+
+    def _const_work(self, tt: TaskType) -> tuple[int, int]:
+        """A task type's work when it is the same for every run, and its critical path."""
+        got = self._const.get(tt.idx)
+        if got is None:
+            if tt.cycles is not None:
+                work = round_count_array(tt.cycles.sample_array(np.zeros(1, np.uint64), {}))
+            else:
+                work = np.full(1, tt.model_cycles, dtype=_I64)
+            got = self._const[tt.idx] = (int(work[0]),
+                                         int(self._cp_cycles(tt, work, np.ones(1))[0]))
+        return got
 
     def _cp_cycles(self, tt: TaskType, work: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Each run's service at its widest grant (the critical path at full parallelism)."""
@@ -609,7 +705,7 @@ class WorkloadCompiler:
         self._seq(node.body, kids, b)
         self._join(f, go, [(kids, parent)])
 
-    def _check_size(self, f: _Frames, go: np.ndarray, n_go: np.ndarray, total: int,
+    def _check_size(self, f: _Frames, go: np.ndarray, n_go: np.ndarray | int, total: int,
                     node: Node, b: _Builder) -> None:
         """Bound the frames one instance (and one chunk) may expand to. Per-instance counts
         are only formed once the chunk as a whole passes the limit (no instance can before):
@@ -621,7 +717,10 @@ class WorkloadCompiler:
                 raise _ChunkTooLarge
             return
         for inst, n in b.size_parts:
-            b.frames_of_inst += np.bincount(inst, weights=n, minlength=b.count).astype(_I64)
+            if isinstance(n, np.ndarray):
+                b.frames_of_inst += np.bincount(inst, weights=n, minlength=b.count).astype(_I64)
+            else:  # the same count for each
+                b.frames_of_inst += np.bincount(inst, minlength=b.count) * n
         b.size_parts.clear()
         worst = int(np.argmax(b.frames_of_inst))
         if b.frames_of_inst[worst] > self.max_frames:
@@ -633,10 +732,19 @@ class WorkloadCompiler:
             raise _ChunkTooLarge
 
     def _children(self, f: _Frames, parent: np.ndarray, j: np.ndarray,
-                  keys: np.ndarray) -> _Frames:
+                  keys: np.ndarray, every: bool = False) -> _Frames:
         """Child frames (foreach copies or parallel arms) of ``f``'s frames ``parent``, copy
-        index ``j``: own scope copies, the parent's tails."""
+        index ``j``: own scope copies, the parent's tails. ``every``: ``parent`` is
+        ``arange(f.n)`` (a parallel's arm)."""
         m = len(parent)
+        if FAST_PATHS and every:  # child i is frame i: the same arrays
+            return _Frames(m, f.inst, keys, f.cp, np.concatenate((f.path, j[:, None]), axis=1),
+                           dict(f.scope), f.tf, f.tn, f.tc)
+        path = np.concatenate((f.path[parent], j[:, None]), axis=1)
+        scope = {k: v[parent] for k, v in f.scope.items()}
+        if FAST_PATHS and len(f.tf) == f.n:  # one tail per parent: tf is arange(f.n)
+            return _Frames(m, f.inst[parent], keys, f.cp[parent], path, scope, _ramp(m),
+                           f.tn[parent], f.tc[parent])
         ntails = np.bincount(f.tf, minlength=f.n)
         tptr = np.cumsum(ntails) - ntails
         per_child = ntails[parent]
@@ -645,9 +753,7 @@ class WorkloadCompiler:
         offs = np.arange(total, dtype=_I64) - np.repeat(np.cumsum(per_child) - per_child,
                                                          per_child)
         src = np.repeat(tptr[parent], per_child) + offs
-        path = np.concatenate((f.path[parent], j[:, None]), axis=1)
-        return _Frames(m, f.inst[parent], keys, f.cp[parent], path,
-                       {k: v[parent] for k, v in f.scope.items()}, child, f.tn[src],
+        return _Frames(m, f.inst[parent], keys, f.cp[parent], path, scope, child, f.tn[src],
                        f.tc[src])
 
     def _join(self, f: _Frames, idx: np.ndarray,
@@ -673,16 +779,40 @@ class WorkloadCompiler:
         tf, tn, tc = _normalise_tails(tf[order], tn[order], tc[order])
         f.tf, f.tn, f.tc = tf, tn, tc
 
+    def _join_arms(self, f: _Frames, arms: list[_Frames], starts: list[int]) -> None:
+        """:meth:`_join` of every frame with one child per arm (a parallel); ``starts``: the
+        first node id each arm could create. When each arm's child ends with one tail, made
+        in that arm, the joined tails are the arms' in order, all distinct runs: nothing to
+        sort or deduplicate."""
+        n = f.n
+        if not FAST_PATHS or any(len(k.tf) != n for k in arms):
+            idx = _ramp(n)
+            self._join(f, idx, [(k, idx) for k in arms])
+            return
+        cp = f.cp
+        for kids in arms:
+            cp = np.maximum(cp, kids.cp)
+        f.cp = cp
+        g = len(arms)
+        tf = np.repeat(_ramp(n), g) if g > 1 else _ramp(n)
+        tn = np.stack([k.tn for k in arms], axis=1).ravel()
+        tc = np.stack([k.tc for k in arms], axis=1).ravel() + 1
+        if not all(int(k.tn.min()) >= s for k, s in zip(arms, starts, strict=True)):
+            tf, tn, tc = _normalise_tails(tf, tn, tc)
+        f.tf, f.tn, f.tc = tf, tn, tc
+
     def _parallel(self, node: ParallelNode, f: _Frames, b: _Builder) -> None:
         f.passed_cb()
-        idx = np.arange(f.n, dtype=_I64)
-        groups = []
+        n = f.n
+        idx = _ramp(n)
+        arms, starts = [], []
         for a, arm in enumerate(node.arms):
-            kids = self._children(f, idx, np.full(f.n, a, dtype=_I64), f.key)
+            kids = self._children(f, idx, np.full(n, a, dtype=_I64), f.key, every=True)
+            starts.append(b.n_nodes)
             self._seq(arm, kids, b)
-            groups.append((kids, idx))
-        self._check_size(f, idx, np.full(f.n, len(node.arms)), f.n * len(node.arms), node, b)
-        self._join(f, idx, groups)
+            arms.append(kids)
+        self._check_size(f, idx, len(node.arms), n * len(node.arms), node, b)
+        self._join_arms(f, arms, starts)
 
     def _branch(self, node: BranchNode, f: _Frames, b: _Builder) -> None:
         f.passed_cb()
@@ -731,23 +861,29 @@ class WorkloadCompiler:
             else:
                 assert node.cond is not None
                 go = self._cond(node.cond, f, active, f"{node.where}.loop.while", b)
-            stop = active[~go]
-            b.decide(f, stop, node.block, np.full(len(stop), iteration, dtype=_I64))
-            active = active[go]
-            if not len(active):
-                break
+            if go.all():
+                pass  # none stops here
+            else:
+                stop = active[~go]
+                b.decide(f, stop, node.block, np.full(len(stop), iteration, dtype=_I64))
+                active = active[go]
+                if not len(active):
+                    break
             if iteration >= node.max_iterations:
                 raise UserError(f"loop ran {node.max_iterations} iterations without ending "
                                 f"(instance {b.instance_id(int(f.inst[active[0]]))}); raise "
                                 "loop.max_iterations if intended", file=self.wf.file,
                                 where=node.where)
-            self._check_size(f, active, np.ones(len(active), dtype=_I64), len(active), node, b)
+            n_active = len(active)
+            self._check_size(f, active, 1, n_active, node, b)
             sub = f.subset(active)
-            sub.key = child_keys_array(f.key[active], self.salt_block[node.block],
-                                       np.full(len(active), iteration, dtype=_I64))
+            sub.key = child_keys_array(sub.key, self.salt_block[node.block], iteration)
             self._seq(node.body, sub, b)
             f.merge(active, sub)
-            mask = np.zeros(f.n, dtype=bool)
-            mask[active] = True
-            f.passed_cb(mask)
+            if FAST_PATHS and n_active == f.n:
+                f.passed_cb()
+            else:
+                mask = np.zeros(f.n, dtype=bool)
+                mask[active] = True
+                f.passed_cb(mask)
             iteration += 1

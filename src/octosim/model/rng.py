@@ -124,7 +124,11 @@ def instance_keys_array(rnd: KeyedRandom, ids: np.ndarray) -> np.ndarray:
                        * _U64_GOLDEN)
 
 
-def child_keys_array(keys: np.ndarray, block_salt: int, j: np.ndarray) -> np.ndarray:
-    """:meth:`KeyedRandom.child_key` of copy / iteration ``j[i]`` under ``keys[i]``."""
-    return mix64_array((keys ^ np.uint64(block_salt))
-                       + (j.astype(np.uint64) + np.uint64(1)) * _U64_GOLDEN)
+def child_keys_array(keys: np.ndarray, block_salt: int, j: np.ndarray | int) -> np.ndarray:
+    """:meth:`KeyedRandom.child_key` of copy / iteration ``j[i]`` (or ``j`` for all) under
+    ``keys[i]``."""
+    if isinstance(j, np.ndarray):
+        return mix64_array((keys ^ np.uint64(block_salt))
+                           + (j.astype(np.uint64) + np.uint64(1)) * _U64_GOLDEN)
+    # One iteration for all: the same sum modulo 2**64, formed once.
+    return mix64_array((keys ^ np.uint64(block_salt)) + np.uint64(((j + 1) * GOLDEN) & MASK64))
