@@ -279,7 +279,7 @@ class _Builder:
         self.snaps: list[dict[str, np.ndarray]] = []
         self.frames_of_inst = np.zeros(count, dtype=_I64)
         self.frames_total = 0
-        self.size_parts: list[tuple[np.ndarray, np.ndarray | int]] = []
+        self.size_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | int]] = []
 
     # --- nodes and edges --------------------------------------------------------------------
 
@@ -711,12 +711,13 @@ class WorkloadCompiler:
         are only formed once the chunk as a whole passes the limit (no instance can before):
         a long loop's iterations then cost no bincount each."""
         b.frames_total += total
-        b.size_parts.append((f.inst[go], n_go))
+        b.size_parts.append((f.inst, go, n_go))  # f.inst[go], formed only when needed
         if b.frames_total <= self.max_frames:
             if total > CHUNK_FRAMES and b.count > 1:
                 raise _ChunkTooLarge
             return
-        for inst, n in b.size_parts:
+        for insts, sel, n in b.size_parts:
+            inst = insts[sel]
             if isinstance(n, np.ndarray):
                 b.frames_of_inst += np.bincount(inst, weights=n, minlength=b.count).astype(_I64)
             else:  # the same count for each
@@ -795,8 +796,12 @@ class WorkloadCompiler:
         f.cp = cp
         g = len(arms)
         tf = np.repeat(_ramp(n), g) if g > 1 else _ramp(n)
-        tn = np.stack([k.tn for k in arms], axis=1).ravel()
-        tc = np.stack([k.tc for k in arms], axis=1).ravel() + 1
+        tn = np.empty(n * g, dtype=_I64)
+        tc = np.empty(n * g, dtype=_I64)
+        for a, kids in enumerate(arms):  # frame by frame, arm by arm
+            tn[a::g] = kids.tn
+            tc[a::g] = kids.tc
+        tc += 1
         if not all(int(k.tn.min()) >= s for k, s in zip(arms, starts, strict=True)):
             tf, tn, tc = _normalise_tails(tf, tn, tc)
         f.tf, f.tn, f.tc = tf, tn, tc
@@ -855,13 +860,18 @@ class WorkloadCompiler:
                                                      f"{node.where}.loop.count", b))
         active = np.arange(f.n, dtype=_I64)
         iteration = 0
+        fewest = -1  # a count loop: the fewest trips of the active frames (all go on below)
         while len(active):
-            if remaining is not None:
+            if FAST_PATHS and iteration < fewest:
+                go = None
+            elif remaining is not None:
                 go = remaining[active] > iteration
+                if FAST_PATHS:
+                    fewest = int(remaining[active].min()) if go.all() else -1
             else:
                 assert node.cond is not None
                 go = self._cond(node.cond, f, active, f"{node.where}.loop.while", b)
-            if go.all():
+            if go is None or go.all():
                 pass  # none stops here
             else:
                 stop = active[~go]

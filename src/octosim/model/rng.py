@@ -103,19 +103,20 @@ class KeyedRandom:
 _U64_C1 = np.uint64(0xBF58476D1CE4E5B9)
 _U64_C2 = np.uint64(0x94D049BB133111EB)
 _U64_GOLDEN = np.uint64(GOLDEN)
+_U64_30, _U64_27, _U64_31, _U64_11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 
 
 def mix64_array(z: np.ndarray) -> np.ndarray:
     """:func:`mix64` of each element of a ``uint64`` array (numpy wraps modulo 2**64)."""
-    z = (z ^ (z >> np.uint64(30))) * _U64_C1
-    z = (z ^ (z >> np.uint64(27))) * _U64_C2
-    return z ^ (z >> np.uint64(31))
+    z = (z ^ (z >> _U64_30)) * _U64_C1
+    z = (z ^ (z >> _U64_27)) * _U64_C2
+    return z ^ (z >> _U64_31)
 
 
 def first_uniform_array(states: np.ndarray) -> np.ndarray:
     """:func:`first_uniform` of each stream state, as ``float64``."""
     z = mix64_array(states + _U64_GOLDEN)
-    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * TWO_M53
+    return ((z >> _U64_11).astype(np.float64) + 0.5) * TWO_M53
 
 
 def instance_keys_array(rnd: KeyedRandom, ids: np.ndarray) -> np.ndarray:
