@@ -77,7 +77,7 @@ def _ramp(n: int) -> np.ndarray:
     if a is None:
         a = np.arange(n, dtype=_I64)
         a.setflags(write=False)
-        if n <= 4096:
+        if n <= _SHARED_MAX:
             _RAMPS[n] = a
     return a
 
@@ -88,11 +88,12 @@ def _nought(n: int) -> np.ndarray:
     if a is None:
         a = np.zeros(n, dtype=_I64)
         a.setflags(write=False)
-        if n <= 4096:
+        if n <= _SHARED_MAX:
             _NOUGHTS[n] = a
     return a
 
 
+_SHARED_MAX = 64  # kept for small frame sets only (where a fresh array costs most)
 _RAMPS: dict[int, np.ndarray] = {}
 _NOUGHTS: dict[int, np.ndarray] = {}
 
