@@ -67,7 +67,9 @@ def _print_run(s: dict[str, Any]) -> None:
         "  tasks:",
     ]
     for name, t in s["tasks"].items():
-        lines.append(f"    {name:<16} runs {t['count']:>8}  wait {t['mean_wait_cycles']:>14,.0f}"
+        lines.append(f"    {name:<16} runs {t['count']:>8}"
+                     f"  admission {t.get('mean_admission_wait_cycles', 0):>12,.0f}"
+                     f"  wait {t['mean_wait_cycles']:>14,.0f}"
                      f"  service {t['mean_service_cycles']:>14,.0f}")
     lines.append(f"  {s['events']:,} events in {s['wall_seconds']:.2f} s")
     print("\n".join(lines))

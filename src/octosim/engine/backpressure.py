@@ -35,10 +35,12 @@ class StageBuffers:
     """Occupancy and capacity of each stage's buffer, and the producers waiting on it.
 
     ``admit(run)`` makes a run ready (charging control latency: the engine's
-    ``make_ready``); ``unblock(producer)`` lets a blocked producer's PEAs go."""
+    ``make_ready``, which sets ``run.admitted_at``); ``unblock(producer)`` lets a blocked
+    producer's PEAs go. A run's *admission wait* is from its release (``run.released_at``: its
+    last predecessor completed, or its instance arrived) to its admission."""
 
     __slots__ = ("slots", "occupancy", "stage_tbus", "held_work", "waiters", "spills", "admit",
-                 "unblock")
+                 "unblock", "admission_wait")
 
     def __init__(self, n_types: int, slots: int, admit: Callable[[TaskRun], None],
                  unblock: Callable[[Blocked], None]) -> None:
@@ -48,6 +50,9 @@ class StageBuffers:
         self.held_work = [0] * n_types  # work of runs held at their producers
         self.waiters: list[deque[Blocked]] = [deque() for _ in range(n_types)]
         self.spills = 0
+        # Per stage: cycles its runs waited for a slot (from release to admission). Runs
+        # admitted at once (in ``deposit``) add nothing, so only late admissions book it.
+        self.admission_wait = [0] * n_types
         self.admit = admit
         self.unblock = unblock
 
@@ -94,6 +99,7 @@ class StageBuffers:
             self.held_work[idx] -= run.work
             occ[idx] += 1
             self.admit(run)
+            self.admission_wait[idx] += run.admitted_at - run.released_at
             if not q:
                 del w.pending[idx]
                 waiters.popleft()
@@ -114,6 +120,7 @@ class StageBuffers:
                 self.held_work[idx] -= run.work
                 self.occupancy[idx] += 1
                 self.admit(run)
+                self.admission_wait[idx] += run.admitted_at - run.released_at
         w.pending.clear()
         self.spills += 1
         self.unblock(w)

@@ -26,10 +26,24 @@ class SimulationStuck(UserError):
     """The watchdog: work is outstanding but the run makes no progress."""
 
 
+# The terms an instance's latency is split into along its critical path (DESIGN section 4), in
+# the order of ``Instance.latency_terms``. For each run on the path, from its release (the
+# completion of its critical predecessor, or its instance's arrival) to its completion:
+#   admission_wait  released -> admitted into its stage's buffer (bounded buffers only)
+#   queue_wait      ready (control latency passed) -> started on PEAs; with re-executions,
+#                   also each aborted attempt's own ready -> start
+#   transfer        started -> its input arrived over the NoC, beyond any context load of its own
+#   control         admitted -> ready (the policy's control latency for the CBs passed)
+#   service         the rest of start -> end: compute, memory stalls, a context load the run
+#                   itself pays (start_any), and the time of attempts a fault aborted
+LATENCY_TERMS = ("admission_wait", "queue_wait", "transfer", "control", "service")
+NO_TERMS = (0, 0, 0, 0, 0)
+
+
 class Instance:
     """One workflow instance (a request) travelling through the OWG."""
 
-    __slots__ = ("id", "arrival", "cluster", "phase", "tasks_done", "done_at")
+    __slots__ = ("id", "arrival", "cluster", "phase", "tasks_done", "done_at", "latency_terms")
 
     def __init__(self, inst_id: int, arrival: int, phase: Phase | None) -> None:
         self.id = inst_id
@@ -38,6 +52,12 @@ class Instance:
         self.phase = phase
         self.tasks_done = 0  # task runs it has completed
         self.done_at = -1
+        # Its latency along its critical path, term by term (see LATENCY_TERMS); set when done.
+        self.latency_terms: tuple[int, int, int, int, int] = NO_TERMS
+
+    def latency_breakdown(self) -> dict[str, int]:
+        """Its latency (``done_at - arrival``) split along its critical path, by term."""
+        return dict(zip(LATENCY_TERMS, self.latency_terms, strict=True))
 
 
 class TaskRun:
@@ -49,10 +69,13 @@ class TaskRun:
     __slots__ = ("tt", "inst", "chunk", "node", "cbs", "work", "out_bytes", "ready_at",
                  "start_at", "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec",
                  "svc_start", "work_left", "rate_since", "grants", "stream_scale", "mem_end",
-                 "busy_adjust")
+                 "busy_adjust", "released_at", "admitted_at", "transfer_cycles", "crit_seq",
+                 "path_terms", "lost")
 
     def __init__(self, tt: TaskType, inst: Instance, chunk: WorkloadChunk, node: int, cbs: int,
-                 work: int, out_bytes: int, src_cluster: int, seq: int) -> None:
+                 work: int, out_bytes: int, src_cluster: int, seq: int, released_at: int = 0,
+                 crit_seq: int = 0,
+                 path_terms: tuple[int, int, int, int, int] = NO_TERMS) -> None:
         self.tt = tt
         self.inst = inst
         self.chunk = chunk  # the compiled workload chunk holding its node
@@ -76,6 +99,15 @@ class TaskRun:
         self.stream_scale = 1.0  # a model run's ``scale``: weights stream once per repetition
         self.mem_end = 0  # when its weight streaming over the memory channel completes
         self.busy_adjust = 0  # PEA-cycles to subtract from k x (end - start): later grants
+        # Latency accounting (see LATENCY_TERMS).
+        self.released_at = released_at  # its last predecessor completed (or its arrival)
+        self.admitted_at = 0  # it got a slot in its stage's buffer
+        self.transfer_cycles = 0  # its (last) attempt waited this long for input after setup
+        self.crit_seq = crit_seq  # ``seq`` of the run whose completion released it; 0: arrival
+        self.path_terms = path_terms  # terms along its critical path up to its release
+        # Re-executed: [first ready_at, queue wait of aborted attempts, time from their start to
+        # their fault] (the fault resets ready_at and start_at).
+        self.lost: list[int] | None = None
 
     @property
     def identity(self) -> tuple[int, int, int]:

@@ -91,6 +91,13 @@ class FaultInjector:
         self.reexecutions += 1
         for ob in sim.observers:
             ob.task_aborted(run, now)
+        # Its latency terms keep the aborted attempt's wait and time (see TaskRun.lost).
+        lost = run.lost
+        if lost is None:
+            lost = run.lost = [run.ready_at, 0, 0]
+        lost[1] += run.start_at - run.ready_at
+        lost[2] += now - run.start_at
+        run.transfer_cycles = 0
         self.stale.add((run.seq, run.end_at))
         run.end_at = -1  # its completion event is now stale
         run.reexec += 1

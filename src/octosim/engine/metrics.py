@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from octosim.engine.sim import Simulation
+from octosim.engine.sim import LATENCY_TERMS, Simulation
 
 
 def summarize(sim: Simulation) -> dict[str, Any]:
@@ -28,6 +28,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         tasks[tt.name] = {
             "count": n,
             "mean_wait_cycles": round(sim.task_wait[tt.idx] / n, 3) if n else 0.0,
+            "mean_admission_wait_cycles": (
+                round(sim.task_admission_wait[tt.idx] / n, 3) if n else 0.0),
             "mean_service_cycles": round(sim.task_service[tt.idx] / n, 3) if n else 0.0,
         }
     mesh = sim.chip.mesh
@@ -46,6 +48,11 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "throughput_per_second": round(sim.instances_done / seconds, 6) if seconds else 0.0,
         "latency_cycles": sim.latencies.summary(),
         "latency_percentiles_exact": sim.latencies.is_exact,
+        # Mean over instances of each term of latency along the critical path (they add up to
+        # latency_cycles.mean, up to rounding).
+        "latency_breakdown_cycles": {
+            term: round(total / sim.instances_done, 3) if sim.instances_done else 0.0
+            for term, total in zip(LATENCY_TERMS, sim.latency_terms_total, strict=True)},
         "pea_utilization": frac(busy),
         "idle": {"starved": frac(starved), "blocked": frac(blocked),
                  "reconfiguring": frac(reconf), "unbound": frac(unbound),

@@ -126,6 +126,7 @@ class ResourceActions:
         if src != tbu.cluster and src >= 0:
             t_in = self.chip.mesh.transfer(src, tbu.cluster, run.out_bytes, now)
             if t_in > setup_done:
+                run.transfer_cycles = t_in - setup_done
                 acct.area_setup_transfer += k * (t_in - setup_done)
             else:
                 t_in = setup_done

@@ -29,7 +29,9 @@ from octosim.engine.core import (
     drive,
 )
 from octosim.engine.entities import (
+    LATENCY_TERMS,
     MAX_CYCLE,
+    NO_TERMS,
     Fault,
     Instance,
     Observer,
@@ -49,8 +51,8 @@ from octosim.model.arch import ArchSpec
 from octosim.model.rng import KeyedRandom
 from octosim.model.workflow import Workflow
 
-__all__ = ["MAX_CYCLE", "Fault", "Instance", "Observer", "Simulation", "SimulationStuck",
-           "TaskRun", "too_late"]
+__all__ = ["LATENCY_TERMS", "MAX_CYCLE", "Fault", "Instance", "Observer", "Simulation",
+           "SimulationStuck", "TaskRun", "too_late"]
 
 
 class Simulation(ResourceActions):
@@ -89,6 +91,10 @@ class Simulation(ResourceActions):
         self._run_seq = 0
         self._new_runs: list[TaskRun] = []
         self.ready_now: deque[TaskRun] = deque()
+        # The run being completed (its seq; 0 at an arrival) and its instance's latency terms
+        # along its critical path up to its completion: what the runs it releases inherit.
+        self._crit_seq = 0
+        self._path_terms = NO_TERMS
         self._on_decision = policy.hook("on_decision")
         self._on_complete = policy.hook("on_complete")
         n = len(self.task_types)
@@ -103,6 +109,8 @@ class Simulation(ResourceActions):
         self.instances_done = 0
         self.makespan = 0
         self.latencies = LatencyRecorder()
+        # Sums over finished instances of each latency term (LATENCY_TERMS order).
+        self.latency_terms_total = [0] * len(LATENCY_TERMS)
         self.reconfigurations = 0
         self.run_reconfigurations = 0
         self.control_messages = 0
@@ -114,6 +122,7 @@ class Simulation(ResourceActions):
         self.task_wait = self.acct.task_wait
         self.task_service = self.acct.task_service
         self.held_work = self.buffers.held_work
+        self.task_admission_wait = self.buffers.admission_wait
         self.policy_ready: Callable[[TaskRun], None] = (
             policy.on_ready if not self.faults else self._ready_after_faults)
 
@@ -148,7 +157,8 @@ class Simulation(ResourceActions):
         self._run_seq = seq = self._run_seq + 1
         work = ch.work[node]
         run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node],
-                      inst.cluster if src < 0 else src, seq)
+                      inst.cluster if src < 0 else src, seq, self.now, self._crit_seq,
+                      self._path_terms)
         acct = self.acct
         acct.total_work += work
         if tt.streamed_bytes:
@@ -195,6 +205,14 @@ class Simulation(ResourceActions):
             self.acct.lower_bound_cp = cp
         self.instances_done += 1
         self.latencies.append(now - inst.arrival)
+        terms = inst.latency_terms = self._path_terms
+        if terms is not NO_TERMS:
+            tot = self.latency_terms_total
+            tot[0] += terms[0]
+            tot[1] += terms[1]
+            tot[2] += terms[2]
+            tot[3] += terms[3]
+            tot[4] += terms[4]
         if now > self.makespan:
             self.makespan = now
         for ob in self.observers:
@@ -219,6 +237,8 @@ class Simulation(ResourceActions):
         self.progress += 1
         new = self._new_runs
         new.clear()
+        self._crit_seq = 0
+        self._path_terms = NO_TERMS
         a = ch.arrival_dec_ptr[local]
         if a != ch.arrival_dec_ptr[local + 1]:
             self._decide(ch.arrival_dec_block, ch.arrival_dec_outcome, a,
@@ -244,6 +264,7 @@ class Simulation(ResourceActions):
 
     def _make_ready(self, run: TaskRun) -> None:
         """A run has its buffer slot: it reaches the policy after its control latency."""
+        run.admitted_at = self.now
         cbs = run.cbs
         if cbs:
             self.control_messages += cbs
@@ -292,6 +313,21 @@ class Simulation(ResourceActions):
                 ob.task_done(run, now)
         new = self._new_runs
         new.clear()
+        # Its latency terms (LATENCY_TERMS order), added to those of its critical path so far:
+        # what the runs it releases (and its instance, if it ends it) inherit.
+        a, q, x, c, s = run.path_terms
+        adm = run.admitted_at
+        ready = run.ready_at
+        start = run.start_at
+        tr = run.transfer_cycles
+        lost = run.lost
+        if lost is None:
+            self._path_terms = (a + adm - run.released_at, q + start - ready, x + tr,
+                                c + ready - adm, s + now - start - tr)
+        else:  # re-executed: see TaskRun.lost
+            self._path_terms = (a + adm - run.released_at, q + start - ready + lost[1], x + tr,
+                                c + lost[0] - adm, s + now - start - tr + lost[2])
+        self._crit_seq = run.seq
         self._release(run.chunk, run.node, 0, tbu.cluster)
         acct = self.acct
         k = run.k
