@@ -19,7 +19,7 @@ class TaskType:
                  "floor_cycles", "streamed_bytes", "weight_bytes",
                  "context_bytes", "out_bytes", "sets", "rank", "tdef",
                  "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp",
-                 "context_ready_cycles")
+                 "weight_passes", "context_ready_cycles")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
         self.idx = tdef.index
@@ -29,6 +29,8 @@ class TaskType:
         self.rank = rank  # stage order: first appearance in the flow
         self.cycles: Value | None = tdef.cycles
         self.scale: Value | None = tdef.scale
+        # Passes over the streamed weights per run; None: one per unit of ``scale``.
+        self.weight_passes: Value | None = tdef.weight_passes
         self.out_bytes: Value = tdef.out_bytes
         self.sets = tdef.sets
         self.model_cycles = 0

@@ -107,7 +107,7 @@ class WorkloadChunk:
     inst: list[int]
     work: list[int]
     out_bytes: list[int]
-    scale: list[float]
+    scale: list[float]  # per node: passes over a model's streamed weights (``weight_passes``)
     block: np.ndarray  # per node: its flow block (-1 for junctions and ends)
     deps: list[int]
     succ_ptr: list[int]
@@ -372,6 +372,7 @@ class WorkloadCompiler:
         self.salt_block = [salt(f"block {b}") for b in range(n)]
         self.salt_c = [salt(f"{b}/c") for b in range(n)]
         self.salt_s = [salt(f"{b}/s") for b in range(n)]
+        self.salt_w = [salt(f"{b}/w") for b in range(n)]
         self.salt_o = [salt(f"{b}/o") for b in range(n)]
         self.salt_n = [salt(f"{b}/n") for b in range(n)]
         self.salt_b = [salt(f"{b}/b") for b in range(n)]
@@ -554,6 +555,11 @@ class WorkloadCompiler:
             scale = np.maximum(0.0, self._draw(tt.scale, f, self.salt_s[block],
                                                f"tasks.{tt.name}.scale", b))
             work = round_count_array(tt.model_cycles * scale)
+        if tt.weight_passes is not None:
+            # From here on ``scale`` is what the weights stream by (a node's stream scale):
+            # the task says how many passes over them a run makes, whatever its compute.
+            scale = np.maximum(0.0, self._draw(tt.weight_passes, f, self.salt_w[block],
+                                               f"tasks.{tt.name}.weight_passes", b))
         if tt.out_fixed is not None:
             out = np.full(n, tt.out_fixed, dtype=_I64)
         else:
