@@ -70,9 +70,10 @@ class Accounting:
         - *memory*: ``E_s + ceil(weights every run must stream / memory bandwidth)``;
         - *contexts*: ``ceil(context bytes of the types that ran / memory bandwidth)`` plus
           ``reconfig.fixed_cycles``;
-        - *critical path*: the largest of ``max(arrival, E) + critical path at maximum
+        - *critical path*: the largest of ``max(arrival, E_0) + critical path at maximum
           parallelism`` over instances (each run at its widest grant, streaming at full memory
-          bandwidth; gathered as instances finish, in ``lower_bound_cp``),
+          bandwidth; gathered as instances finish, in ``lower_bound_cp``, with ``E_0`` the
+          least ready time over all the workflow's types, whichever an instance runs),
 
         where ``E`` (``E_s``) is the earliest cycle at which a context of a type that ran
         (that ran and streams weights) can be ready: ``reconfig.fixed_cycles +
@@ -92,7 +93,7 @@ class Accounting:
         ran had its context fetched at least once, fetches are served one after another, and
         the last of those first fetches is followed by the fixed cost before a run can start.
         Critical path: an instance's first run on any chain starts no earlier than its
-        arrival nor than ``E``. Reconfigurations beyond each type's first are the policy's
+        arrival nor than ``E_0``. Reconfigurations beyond each type's first are the policy's
         choice (a static partition makes none), so they are not counted. Faults only re-run
         work (the bound counts each run once) and kill PEAs (``alive_peas`` is the count at
         cycle 0); a run cut short by ``max_events`` is no completed schedule.
