@@ -100,6 +100,7 @@ class Simulation(ResourceActions):
         n = len(self.task_types)
         self.alive_peas = sum(t.n_peas for t in self.chip.tbus if t.alive)
         self.acct = Accounting(n, self.alive_peas)
+        self._set_bound_terms()
         self.buffers = StageBuffers(n, int(getattr(policy, "buffer_slots", 0) or 0),
                                     self._make_ready, self._unblock)
         self.faults_in = FaultInjector(self)
@@ -125,6 +126,17 @@ class Simulation(ResourceActions):
         self.task_admission_wait = self.buffers.admission_wait
         self.policy_ready: Callable[[TaskRun], None] = (
             policy.on_ready if not self.faults else self._ready_after_faults)
+
+    def _set_bound_terms(self) -> None:
+        """The context-load terms of the lower bound (see :meth:`Accounting.lower_bound`)."""
+        acct = self.acct
+        acct.context_ready_cycles = [tt.context_ready_cycles for tt in self.task_types]
+        acct.context_bytes = [tt.context_bytes for tt in self.task_types]
+        acct.streams_weights = [tt.streamed_bytes > 0 for tt in self.task_types]
+        acct.reconfig_fixed_cycles = self.arch.reconfig.fixed_cycles
+        # Before this cycle no run of any type can compute (the least over all types, so
+        # it holds for every instance, whichever types it runs).
+        self.first_context_ready = min(acct.context_ready_cycles, default=0)
 
     # --- the rest of the policy API -------------------------------------------------------
 
@@ -200,7 +212,10 @@ class Simulation(ResourceActions):
         now = self.now
         inst: Instance = ch.instances[local]
         inst.done_at = now
-        cp = inst.arrival + ch.cp[local]
+        start = inst.arrival
+        if inst.tasks_done and start < self.first_context_ready:
+            start = self.first_context_ready  # no run computes before a context is loaded
+        cp = start + ch.cp[local]
         if cp > self.acct.lower_bound_cp:
             self.acct.lower_bound_cp = cp
         self.instances_done += 1

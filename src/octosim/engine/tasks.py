@@ -18,7 +18,8 @@ class TaskType:
     __slots__ = ("idx", "name", "kind", "kmin", "kmax", "cycles", "model_cycles", "scale",
                  "floor_cycles", "streamed_bytes", "weight_bytes",
                  "context_bytes", "out_bytes", "sets", "rank", "tdef",
-                 "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp")
+                 "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp",
+                 "weight_passes", "context_ready_cycles")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
         self.idx = tdef.index
@@ -28,6 +29,8 @@ class TaskType:
         self.rank = rank  # stage order: first appearance in the flow
         self.cycles: Value | None = tdef.cycles
         self.scale: Value | None = tdef.scale
+        # Passes over the streamed weights per run; None: one per unit of ``scale``.
+        self.weight_passes: Value | None = tdef.weight_passes
         self.out_bytes: Value = tdef.out_bytes
         self.sets = tdef.sets
         self.model_cycles = 0
@@ -65,6 +68,11 @@ class TaskType:
             self.context_bytes = tdef.context_bytes
         else:
             self.context_bytes = weights + CONFIG_BYTES
+        # No run of this type can compute before this cycle under any policy: every TBU and
+        # PEA starts without a context, and a load is the fixed cost after a fetch of the
+        # context over the memory channel, which cannot start before cycle 0.
+        self.context_ready_cycles = (arch.reconfig.fixed_cycles
+                                     + math.ceil(self.context_bytes / arch.memory.bytes_per_cycle))
         self.mean_work_hint = None
         if self.cycles is not None:
             self.mean_work_hint = self.cycles.mean_hint()

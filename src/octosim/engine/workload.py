@@ -139,7 +139,7 @@ class WorkloadChunk:
     inst: list[int]
     work: list[int]
     out_bytes: list[int]
-    scale: list[float]
+    scale: list[float]  # per node: passes over a model's streamed weights (``weight_passes``)
     block: np.ndarray  # per node: its flow block (-1 for junctions and ends)
     deps: list[int]
     succ_ptr: list[int]
@@ -448,6 +448,7 @@ class WorkloadCompiler:
         self.salt_block = [salt(f"block {b}") for b in range(n)]
         self.salt_c = [salt(f"{b}/c") for b in range(n)]
         self.salt_s = [salt(f"{b}/s") for b in range(n)]
+        self.salt_w = [salt(f"{b}/w") for b in range(n)]
         self.salt_o = [salt(f"{b}/o") for b in range(n)]
         self.salt_n = [salt(f"{b}/n") for b in range(n)]
         self.salt_b = [salt(f"{b}/b") for b in range(n)]
@@ -636,6 +637,14 @@ class WorkloadCompiler:
                                                f"tasks.{tt.name}.scale", b))
             scale = drawn
             work = round_count_array(tt.model_cycles * drawn)
+        if tt.weight_passes is not None:
+            # From here on ``scale`` is what the weights stream by (a node's stream scale):
+            # the task says how many passes over them a run makes, whatever its compute.
+            scale = np.maximum(0.0, self._draw(tt.weight_passes, f, self.salt_w[block],
+                                               f"tasks.{tt.name}.weight_passes", b))
+            if not isinstance(work, np.ndarray):
+                work = np.full(n, work, dtype=_I64)
+            cp_cycles = None  # the streaming floor follows the passes
         out: np.ndarray | int
         if tt.out_fixed is not None:
             out = tt.out_fixed

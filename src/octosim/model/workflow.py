@@ -58,6 +58,7 @@ class TaskModel(_Strict):
     cycles: Any = None
     model: str | None = None
     scale: Any = None
+    weight_passes: Any = None
     peas: tuple[int, int] | None = None
     context_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
     out_bytes: Any = 0
@@ -97,6 +98,8 @@ class TaskDef:
     context_bytes: int | None
     out_bytes: Value
     sets: dict[str, Value]
+    # Passes over the streamed weights per run (None: ``scale`` passes, one per unit).
+    weight_passes: Value | None = None
 
 
 class Node:
@@ -382,6 +385,9 @@ def parse_workflow(data: Any, file: str) -> Workflow:
                             file=file, where=f"{w}.model")
         if t.scale is not None and t.model is None:
             raise UserError("'scale' applies to a model's cycles", file=file, where=f"{w}.scale")
+        if t.weight_passes is not None and t.model is None:
+            raise UserError("'weight_passes' applies to a model's weights", file=file,
+                            where=f"{w}.weight_passes")
         if t.peas is not None:
             lo, hi = t.peas
             if lo < 1 or hi < lo:
@@ -397,13 +403,16 @@ def parse_workflow(data: Any, file: str) -> Workflow:
                   else None)
         scale = _value(t.scale, file, f"{w}.scale", MAX_SCALE) if t.scale is not None else None
         out_bytes = _value(t.out_bytes, file, f"{w}.out_bytes", MAX_BYTES)
-        for what, v in (("cycles", cycles), ("scale", scale), ("out_bytes", out_bytes)):
+        passes = (_value(t.weight_passes, file, f"{w}.weight_passes", MAX_SCALE)
+                  if t.weight_passes is not None else None)
+        for what, v in (("cycles", cycles), ("scale", scale), ("out_bytes", out_bytes),
+                        ("weight_passes", passes)):
             if v is not None:
                 uses.append((f"{w}.{what}", v.names))
                 if isinstance(v, Const) and v.value < 0:
                     raise UserError("must be >= 0", file=file, where=f"{w}.{what}")
         tasks[name] = TaskDef(name, t.kind, i, cycles, t.model, scale, t.peas, t.context_bytes,
-                              out_bytes, sets)
+                              out_bytes, sets, weight_passes=passes)
 
     fc = _FlowCompiler(file, tasks)
     flow = fc.seq(model.flow, "flow", 0)
@@ -477,7 +486,7 @@ def _check_set_before_use(nodes: list[Node], defined: frozenset[str], file: str)
             t = node.task
             at = f"when {t.name} starts at {node.where}"
             for name, value in (("cycles", t.cycles), ("scale", t.scale),
-                                ("out_bytes", t.out_bytes)):
+                                ("out_bytes", t.out_bytes), ("weight_passes", t.weight_passes)):
                 if value is not None:
                     need(value.names, have, f"tasks.{t.name}.{name}", at)
             for var, value in t.sets.items():
