@@ -60,9 +60,11 @@ def _print_run(s: dict[str, Any]) -> None:
         f"  lower bound      {s['lower_bound_cycles']:,} cycles (ratio {s['bound_ratio']})",
         f"  latency          mean {lat['mean']:,.0f}  p50 {lat['p50']:,.0f}  "
         f"p95 {lat['p95']:,.0f}  p99 {lat['p99']:,.0f}  max {lat['max']:,.0f} cycles",
-        f"  PEA utilization  {s['pea_utilization']:.1%}  (idle: starved {idle['starved']:.1%}, "
-        f"blocked {idle['blocked']:.1%}, reconfiguring {idle['reconfiguring']:.1%}, "
-        f"unbound {idle['unbound']:.1%})",
+        f"  PEA utilization  {s['pea_utilization']:.1%} computing, "
+        f"{s['pea_occupancy']:.1%} held by runs  (not computing: "
+        f"starved {idle['starved']:.1%}, blocked {idle['blocked']:.1%}, "
+        f"reconfiguring {idle['reconfiguring']:.1%}, unbound {idle['unbound']:.1%}, "
+        f"memory-stalled {idle['memory_stalled']:.1%}, transfer {idle['transfer']:.1%})",
         f"  reconfigurations {s['reconfigurations']}",
         "  tasks:",
     ]

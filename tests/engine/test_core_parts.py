@@ -47,7 +47,8 @@ def test_only_timers_left() -> None:
 
 
 def _run(idx: int, rank: int, work: int = 10) -> Any:
-    return SimpleNamespace(tt=SimpleNamespace(idx=idx, rank=rank), work=work, tbu=None)
+    return SimpleNamespace(tt=SimpleNamespace(idx=idx, rank=rank), work=work, tbu=None,
+                           released_at=0, admitted_at=0)
 
 
 class _Stages:

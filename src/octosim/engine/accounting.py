@@ -5,7 +5,10 @@ from its start to its end, with later grants from when they were granted), so th
 does no time integration. The rarer states -- blocked by back-pressure, reconfiguring,
 unbound, dead -- are integrated at each change: :meth:`Accounting.integrate` must be called
 before any of their counts changes. Inside a run, the time its PEAs wait for a context load or
-for their input is counted apart (``setup_*``), since they do not compute then.
+for their input is counted apart (``setup_*``), since they do not compute then, and so is the
+time they wait for weight bytes after their compute is done (``stall``). Setup and stall are
+booked when a run starts (and corrected when it grows, is delayed by a context fetch, or is
+aborted), so ``busy - setup - stall`` is exactly the PEA time spent computing.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ class Accounting:
 
     __slots__ = ("acc_t", "blocked_peas", "reconfig_peas", "unbound_peas", "dead_peas",
                  "busy_peas", "area_busy", "area_blocked", "area_reconfig", "area_unbound",
-                 "area_dead", "area_setup_reconfig", "area_setup_transfer", "task_count",
-                 "task_wait", "task_service", "reexec_count", "total_work", "total_streamed",
+                 "area_dead", "area_setup_reconfig", "area_setup_transfer", "area_stall",
+                 "task_count", "task_wait", "task_service", "task_compute", "task_stall",
+                 "reexec_count", "total_work", "total_streamed",
                  "lower_bound_cp",
                  # the lower bound's context-load terms, set by the simulation
                  "context_ready_cycles", "context_bytes", "streams_weights",
@@ -39,9 +43,12 @@ class Accounting:
         self.area_dead = 0
         self.area_setup_reconfig = 0  # PEA-cycles inside runs loading a context
         self.area_setup_transfer = 0  # PEA-cycles inside runs waiting for their input
+        self.area_stall = 0  # PEA-cycles inside runs whose compute is done, waiting for bytes
         self.task_count = [0] * n_types
         self.task_wait = [0] * n_types
-        self.task_service = [0] * n_types
+        self.task_service = [0] * n_types  # cycles from start to end: setup+compute+stall
+        self.task_compute = [0] * n_types  # cycles from service start until compute is done
+        self.task_stall = [0] * n_types  # cycles from then until the weight stream is done
         self.reexec_count = [0] * n_types
         self.total_work = 0  # PEA-cycles at best efficiency (one PEA per run)
         self.total_streamed = 0  # bytes every run must stream at least (weights beyond a TBU)

@@ -83,6 +83,7 @@ class FaultInjector:
         acct = sim.acct
         idx = run.tt.idx
         acct.area_busy += run.pea_cycles(now)  # it held its PEAs until the fault
+        sim.unbook(run, now, True)
         # The aborted attempt does not count as the task's execution.
         acct.task_count[idx] -= 1
         acct.task_service[idx] -= run.end_at - run.start_at

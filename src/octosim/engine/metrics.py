@@ -12,12 +12,14 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     makespan = sim.makespan
     acct = sim.acct
     total_area = sim.alive_peas * makespan - acct.area_dead  # PEA time of working PEAs
-    # PEA time inside runs spent loading a context or waiting for input is not computing.
-    busy = acct.area_busy - acct.area_setup_reconfig - acct.area_setup_transfer
+    # PEA time inside runs spent loading a context, waiting for input or waiting for weight
+    # bytes after the compute is done is not computing (docs/engine.md, "Metrics").
+    stalled = acct.area_stall
+    busy = acct.area_busy - acct.area_setup_reconfig - acct.area_setup_transfer - stalled
     blocked, unbound = acct.area_blocked, acct.area_unbound
     reconf = acct.area_reconfig + acct.area_setup_reconfig
     transfer = acct.area_setup_transfer
-    starved = max(0, total_area - busy - blocked - reconf - unbound - transfer)
+    starved = max(0, total_area - busy - blocked - reconf - unbound - transfer - stalled)
 
     def frac(x: int) -> float:
         return round(x / total_area, 6) if total_area else 0.0
@@ -31,6 +33,9 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "mean_admission_wait_cycles": (
                 round(sim.task_admission_wait[tt.idx] / n, 3) if n else 0.0),
             "mean_service_cycles": round(sim.task_service[tt.idx] / n, 3) if n else 0.0,
+            # service = setup (context load, input transfer) + compute + stall
+            "mean_compute_cycles": round(acct.task_compute[tt.idx] / n, 3) if n else 0.0,
+            "mean_stall_cycles": round(acct.task_stall[tt.idx] / n, 3) if n else 0.0,
         }
     mesh = sim.chip.mesh
     link, link_busy = mesh.busiest_link()
@@ -54,9 +59,10 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             term: round(total / sim.instances_done, 3) if sim.instances_done else 0.0
             for term, total in zip(LATENCY_TERMS, sim.latency_terms_total, strict=True)},
         "pea_utilization": frac(busy),
+        "pea_occupancy": frac(acct.area_busy),
         "idle": {"starved": frac(starved), "blocked": frac(blocked),
                  "reconfiguring": frac(reconf), "unbound": frac(unbound),
-                 "transfer": frac(transfer)},
+                 "memory_stalled": frac(stalled), "transfer": frac(transfer)},
         "tasks": tasks,
         "task_runs": sum(sim.task_count),
         "reconfigurations": sim.reconfigurations,

@@ -60,6 +60,62 @@ class ResourceActions:
             floor = math.ceil(floor * run.stream_scale)
         return work if work >= floor else floor
 
+    def compute_end(self, run: TaskRun) -> int:
+        """When the running ``run``'s compute is done (its weight stream may end later: the
+        PEAs then stall), from its service start, its PEAs and the work left at its last
+        grant."""
+        if run.work_left >= 0:
+            rate = 1.0 + (run.k - 1) * self.split_eff
+            done = run.rate_since + math.ceil(run.work_left / rate)
+        else:
+            done = run.svc_start + self.service_cycles(run, run.k)
+        return done if done < run.end_at else run.end_at
+
+    def fetch_context(self, nbytes: int) -> int:
+        """Fetch a context of ``nbytes`` over the memory channel from now; return when it
+        arrives. The fetch has priority: weight streams it overlaps are delayed, and so are
+        the completions of the runs waiting for them."""
+        memory = self.chip.memory
+        done = memory.fetch(nbytes, self.now)
+        if memory.delayed:
+            self._delay_streams(memory.delayed)
+        return done
+
+    def _delay_streams(self, delayed: list[tuple[TaskRun, int, int]]) -> None:
+        acct = self.acct
+        loop = self.loop
+        for run, old_mem, new_mem in delayed:
+            if run.end_at < 0 or run.mem_end != old_mem:
+                continue  # finished, or aborted by a fault (a later attempt streams anew)
+            compute = self.compute_end(run)
+            run.mem_end = new_mem
+            old_end = run.end_at
+            new_end = new_mem if new_mem > compute else compute
+            if new_end == old_end:
+                continue
+            if new_end >= MAX_CYCLE:
+                raise too_late(new_end)
+            idx = run.tt.idx
+            acct.task_service[idx] += new_end - old_end
+            acct.task_stall[idx] += new_end - old_end
+            acct.area_stall += run.k * (new_end - old_end)
+            run.end_at = new_end  # the event at its old end is now superseded
+            loop.seq += 1
+            heapq.heappush(loop.heap, (new_end, COMPLETE, loop.seq, COMPLETE, run))
+
+    def unbook(self, run: TaskRun, now: int, attempt: bool) -> None:
+        """``run`` stops at ``now`` before its end (a fault, or the end of a run cut short by
+        ``max_events``): its stall booked beyond ``now`` did not happen. With ``attempt``,
+        its compute and stall leave the task statistics too (the attempt is not counted)."""
+        acct = self.acct
+        compute = self.compute_end(run)
+        if run.end_at > compute:
+            acct.area_stall -= run.k * (run.end_at - max(now, compute))
+        if attempt:
+            idx = run.tt.idx
+            acct.task_compute[idx] -= compute - run.svc_start
+            acct.task_stall[idx] -= run.end_at - compute
+
     def start(self, run: TaskRun, tbu: TBU, k: int) -> int:
         """Start ``run`` on ``k`` free PEAs of ``tbu``, which is bound to its type; return its
         completion cycle."""
@@ -95,7 +151,7 @@ class ResourceActions:
         peas = tbu.free[-k:]
         ready = now
         if any(ctx[p] != tt.idx for p in peas):
-            ready = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+            ready = self.fetch_context(tt.context_bytes) + self.arch.reconfig.fixed_cycles
             for p in peas:
                 ctx[p] = tt.idx
             self.reconfigurations += 1
@@ -131,20 +187,24 @@ class ResourceActions:
             else:
                 t_in = setup_done
         run.svc_start = t_in
-        end = t_in + (run.work if k == 1 else self.service_cycles(run, k))
+        end = compute_end = t_in + (run.work if k == 1 else self.service_cycles(run, k))
+        idx = run.tt.idx
         if stream:
             # Weights stream over the shared memory channel while the PEAs compute.
-            t_mem = self.chip.memory.stream(stream, t_in)
+            t_mem = self.chip.memory.stream(stream, t_in, run, now)
             run.mem_end = t_mem
             if t_mem > end:
                 end = t_mem
+                # Its PEAs wait for bytes once their compute is done: a memory stall.
+                acct.area_stall += k * (end - compute_end)
+                acct.task_stall[idx] += end - compute_end
         if end >= MAX_CYCLE:
             raise too_late(end)
         run.end_at = end
-        idx = run.tt.idx
         acct.task_count[idx] += 1
         acct.task_wait[idx] += now - run.ready_at
         acct.task_service[idx] += end - now
+        acct.task_compute[idx] += compute_end - t_in
         loop = self.loop
         loop.seq += 1
         heapq.heappush(loop.heap, (end, COMPLETE, loop.seq, COMPLETE, run))
@@ -179,6 +239,9 @@ class ResourceActions:
             left -= rate * (now - begin)
         if left <= 0:
             return run.end_at
+        compute_old = self.compute_end(run)
+        stall_old = run.end_at - compute_old  # cycles its PEAs would wait for bytes
+        k_old = run.k
         peas = tbu.free[-extra:]
         del tbu.free[-extra:]
         run.peas = run.peas + peas
@@ -186,19 +249,27 @@ class ResourceActions:
             run.grants = []
         run.grants.append((now, peas))
         tbu.busy += extra
-        self.acct.busy_peas += extra
+        acct = self.acct
+        acct.busy_peas += extra
         run.busy_adjust -= extra * (now - run.start_at)  # held from now, not from its start
+        if now < svc_start:
+            acct.area_setup_transfer += extra * (svc_start - now)  # they wait for the input too
         run.k += extra
         run.work_left = left
         run.rate_since = max(now, svc_start)
         new_rate = 1.0 + (run.k - 1) * eff
         new_end = min(run.end_at, max(run.mem_end, run.rate_since + math.ceil(left / new_rate)))
+        idx = run.tt.idx
         if new_end != run.end_at:
-            self.acct.task_service[run.tt.idx] += new_end - run.end_at
+            acct.task_service[idx] += new_end - run.end_at
             run.end_at = new_end
             loop = self.loop
             loop.seq += 1
             heapq.heappush(loop.heap, (new_end, COMPLETE, loop.seq, COMPLETE, run))
+        compute_new = self.compute_end(run)
+        acct.task_compute[idx] += compute_new - compute_old
+        acct.task_stall[idx] += (new_end - compute_new) - stall_old
+        acct.area_stall += run.k * (new_end - compute_new) - k_old * stall_old
         for ob in self.observers:
             ob.task_grown(run, peas, now)
         return new_end
@@ -209,7 +280,7 @@ class ResourceActions:
         the fixed cost. Return when the fetch completes."""
         if tbu.prefetch_task == task:
             return tbu.prefetch_done
-        done = self.chip.memory.fetch(self.task_types[task].context_bytes, self.now)
+        done = self.fetch_context(self.task_types[task].context_bytes)
         tbu.prefetch_task = task
         tbu.prefetch_done = done
         return done
@@ -240,7 +311,7 @@ class ResourceActions:
         if tbu.prefetch_task == task:
             done = max(now, tbu.prefetch_done) + self.arch.reconfig.fixed_cycles
         else:
-            done = self.chip.memory.fetch(tt.context_bytes, now) + self.arch.reconfig.fixed_cycles
+            done = self.fetch_context(tt.context_bytes) + self.arch.reconfig.fixed_cycles
         tbu.prefetch_task = UNBOUND
         self.reconfigurations += 1
         for ob in self.observers:

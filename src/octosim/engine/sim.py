@@ -419,6 +419,7 @@ class Simulation(ResourceActions):
             if (isinstance(run, TaskRun) and run.end_at == e[0]
                     and (run.seq, e[0]) not in stale):
                 self.acct.area_busy += run.pea_cycles(now)
+                self.unbook(run, now, False)
 
     def stuck_report(self) -> str:
         """Which task types have work waiting, and what the units are doing."""

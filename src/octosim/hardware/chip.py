@@ -7,6 +7,8 @@ each operation touches the units it names (a transfer touches the links on its X
 from __future__ import annotations
 
 import math
+from collections import deque
+from typing import Any
 
 from octosim.model.arch import ArchSpec
 
@@ -107,13 +109,21 @@ class MemoryChannel:
 
     *Streams* (weights a running task reads while it computes) are served one after another at
     full bandwidth, first come first served. *Fetches* (contexts for a reconfiguration) are
-    short bursts with priority: they are served one after another among themselves, and each
-    pushes the stream queue back by its own duration (preemptive priority), so a context never
-    waits behind long weight streams. Bytes are conserved: the channel never carries more than
-    its bandwidth.
+    short bursts with preemptive priority: they are served one after another among themselves,
+    and a fetch takes the channel from the streams for its own duration, so a context never
+    waits behind long weight streams.
+
+    Bytes are conserved: the channel keeps the streams it has reserved and not yet finished
+    (``pending``), and a fetch delays every one of them that it overlaps -- the part of a
+    stream after the fetch's start resumes when the fetch ends, and later streams follow it.
+    The streams a fetch delayed are left in :attr:`delayed` as ``(token, old_end, new_end)``
+    (the token given to :meth:`stream`) for the caller to move their completions. Fetch
+    intervals never overlap one another, and streams use only the cycles fetches leave, so no
+    interval of time carries more than ``bytes_per_cycle`` times its length.
     """
 
-    __slots__ = ("bytes_per_cycle", "free_at", "stream_free_at", "bytes_moved", "busy_cycles")
+    __slots__ = ("bytes_per_cycle", "free_at", "stream_free_at", "bytes_moved", "busy_cycles",
+                 "pending", "delayed")
 
     def __init__(self, bytes_per_cycle: float) -> None:
         self.bytes_per_cycle = bytes_per_cycle
@@ -121,30 +131,61 @@ class MemoryChannel:
         self.stream_free_at = 0  # stream queue
         self.bytes_moved = 0
         self.busy_cycles = 0
+        # Reserved streams that may still be running: [end, begin, token], in FIFO order.
+        self.pending: deque[list[Any]] = deque()
+        self.delayed: list[tuple[Any, int, int]] = []  # streams the last fetch delayed
 
     def fetch(self, nbytes: int, now: int) -> int:
-        """Queue a context fetch of ``nbytes`` at ``now``; return the cycle it completes."""
+        """Queue a context fetch of ``nbytes`` at ``now``; return the cycle it completes. The
+        streams it delays are then in :attr:`delayed`."""
+        if self.delayed:
+            self.delayed = []
         if nbytes <= 0:
             return now
         dur = math.ceil(nbytes / self.bytes_per_cycle)
         start = max(now, self.free_at)
-        self.free_at = start + dur
-        if self.stream_free_at > start:
-            self.stream_free_at += dur  # streams in progress yield to the fetch
+        end = start + dur
+        self.free_at = end
+        pending = self.pending
+        # Fetch starts never go back in time (``now`` and ``free_at`` only grow), and every
+        # earlier fetch ends by ``start``: a stream ending by then is out of reach for good.
+        while pending and pending[0][0] <= start:
+            pending.popleft()
+        if pending:
+            delayed = self.delayed
+            cursor = end  # the channel is free for streams from the fetch's end
+            for res in pending:
+                old_end, begin = res[0], res[1]
+                after = begin if begin > start else start  # its service left from ``start``
+                resume = after if after > cursor else cursor
+                new_end = resume + (old_end - after)
+                if new_end == old_end:
+                    break  # it lies past the fetch; so do all later ones
+                res[1] = resume  # what is left of it is served in one piece from here
+                res[0] = new_end
+                delayed.append((res[2], old_end, new_end))
+                cursor = new_end
+            if self.stream_free_at < cursor:
+                self.stream_free_at = cursor
         self.bytes_moved += nbytes
         self.busy_cycles += dur
-        return self.free_at
+        return end
 
-    def stream(self, nbytes: int, start: int) -> int:
-        """Queue a weight stream of ``nbytes`` from ``start``; return when it completes."""
+    def stream(self, nbytes: int, start: int, token: Any = None, now: int = 0) -> int:
+        """Queue a weight stream of ``nbytes`` from ``start`` (asked at cycle ``now``); return
+        when it completes (a later fetch may delay it: see :attr:`delayed`)."""
         if nbytes <= 0:
             return start
+        pending = self.pending
+        while pending and pending[0][0] <= now:
+            pending.popleft()  # done: no fetch from ``now`` on can reach it
         dur = math.ceil(nbytes / self.bytes_per_cycle)
         begin = max(start, self.stream_free_at, self.free_at)
-        self.stream_free_at = begin + dur
+        self.stream_free_at = end = begin + dur
+        pending.append([end, begin, token])
         self.bytes_moved += nbytes
         self.busy_cycles += dur
-        return self.stream_free_at
+        return end
 
 
 class Chip:
