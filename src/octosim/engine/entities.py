@@ -49,7 +49,7 @@ class TaskRun:
     __slots__ = ("tt", "inst", "chunk", "node", "cbs", "work", "out_bytes", "ready_at",
                  "start_at", "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec",
                  "svc_start", "work_left", "rate_since", "grants", "stream_scale", "mem_end",
-                 "busy_adjust")
+                 "busy_adjust", "batch")
 
     def __init__(self, tt: TaskType, inst: Instance, chunk: WorkloadChunk, node: int, cbs: int,
                  work: int, out_bytes: int, src_cluster: int, seq: int) -> None:
@@ -76,6 +76,9 @@ class TaskRun:
         self.stream_scale = 1.0  # a model run's ``scale``: weights stream once per repetition
         self.mem_end = 0  # when its weight streaming over the memory channel completes
         self.busy_adjust = 0  # PEA-cycles to subtract from k x (end - start): later grants
+        # The runs sharing its pass over the weights (engine/batching.py), itself first if it
+        # leads them (holds the PEAs); None when it runs alone.
+        self.batch: list[TaskRun] | None = None
 
     @property
     def identity(self) -> tuple[int, int, int]:

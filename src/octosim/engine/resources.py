@@ -70,13 +70,30 @@ class ResourceActions:
         stream = run.tt.streamed_bytes
         if stream and run.stream_scale != 1.0:
             stream = round(stream * run.stream_scale)
-        return self._launch(run, tbu, k, self.now, stream)
+        return self._launch(run, tbu, k, self.now, stream, run.work)
+
+    def start_batch(self, runs: list[TaskRun], tbu: TBU, k: int, any_context: bool = False
+                    ) -> int:
+        """Start ``runs`` (one type, at most its ``batch.max``, in dispatch order) as one batch
+        on ``k`` free PEAs of ``tbu``: one pass over the weights for all of them (see
+        :mod:`octosim.engine.batching`); with ``any_context``, on PEAs holding any context, as
+        :meth:`start_any`. Return the batch's completion cycle (every run's)."""
+        from octosim.engine.batching import start_batch
+
+        return start_batch(self, runs, tbu, k, any_context)
 
     def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
         """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
         last task was of another type first load this one's context (``fixed_cycles`` plus
         the context over the shared memory channel). The TBU is then *mixed*: bound to no
         single type. For policies that share PEAs indiscriminately."""
+        ready = self._load_on_peas(run, tbu, k)
+        stream = round(streamed_on_peas(run.tt, k, self.arch) * run.stream_scale)
+        return self._launch(run, tbu, k, ready, stream, run.work)
+
+    def _load_on_peas(self, run: TaskRun, tbu: TBU, k: int) -> int:
+        """:meth:`start_any`'s checks and context load on the ``k`` PEAs ``run`` takes;
+        return when they hold its context."""
         if tbu.reconfiguring or not tbu.alive:
             raise RuntimeError(f"policy bug: {run} started on unavailable {tbu}")
         if k < 1 or k > len(tbu.free):
@@ -103,10 +120,12 @@ class ResourceActions:
             acct.area_setup_reconfig += k * (ready - now)
             for ob in self.observers:
                 ob.reconfigured(tbu, tt.idx, now, ready)
-        stream = round(streamed_on_peas(tt, k, self.arch) * run.stream_scale)
-        return self._launch(run, tbu, k, ready, stream)
+        return ready
 
-    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int) -> int:
+    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int,
+                work: int) -> int:
+        """Put ``run`` on ``k`` PEAs: ``work`` cycles of compute on one PEA (its own, or a
+        batch's) from ``setup_done`` (or its input's arrival), ``stream`` weight bytes."""
         now = self.now
         free = tbu.free
         if k == 1:
@@ -130,7 +149,7 @@ class ResourceActions:
             else:
                 t_in = setup_done
         run.svc_start = t_in
-        end = t_in + (run.work if k == 1 else self.service_cycles(run, k))
+        end = t_in + (work if k == 1 else math.ceil(work / (1.0 + (k - 1) * self.split_eff)))
         if stream:
             # Weights stream over the shared memory channel while the PEAs compute.
             t_mem = self.chip.memory.stream(stream, t_in)
@@ -165,8 +184,10 @@ class ResourceActions:
         assert tbu is not None
         if extra < 1 or extra > len(tbu.free) or run.end_at < 0:
             raise RuntimeError(f"policy bug: growing {run} by {extra} PEAs")
-        if run.k + extra > run.tt.kmax or run.mem_end >= run.end_at:
-            return run.end_at  # at its widest, or waiting for memory: more PEAs cannot help
+        if run.k + extra > run.tt.kmax or run.mem_end >= run.end_at or run.batch is not None:
+            # At its widest, or waiting for memory: more PEAs cannot help; a batch keeps the
+            # PEAs it started with.
+            return run.end_at
         now = self.now
         eff = self.split_eff
         rate = 1.0 + (run.k - 1) * eff

@@ -153,7 +153,7 @@ class Simulation(ResourceActions):
         acct.total_work += work
         if tt.streamed_bytes:
             run.stream_scale = ch.scale[node]
-            acct.total_streamed += round(tt.streamed_bytes * run.stream_scale)
+            acct.total_streamed += round(tt.bound_streamed_bytes * run.stream_scale)
         self._new_runs.append(run)
 
     def _release(self, ch: WorkloadChunk, node: int, cbs: int, src: int) -> None:

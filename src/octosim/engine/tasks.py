@@ -18,7 +18,8 @@ class TaskType:
     __slots__ = ("idx", "name", "kind", "kmin", "kmax", "cycles", "model_cycles", "scale",
                  "floor_cycles", "streamed_bytes", "weight_bytes",
                  "context_bytes", "out_bytes", "sets", "rank", "tdef",
-                 "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp")
+                 "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp",
+                 "batch_max", "batch_wait_cycles", "bound_streamed_bytes")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
         self.idx = tdef.index
@@ -34,6 +35,11 @@ class TaskType:
         self.floor_cycles = 0  # streaming the weights a bound TBU cannot hold, at full bandwidth
         self.streamed_bytes = 0  # weights streamed from memory by every run on a bound TBU
         self.weight_bytes = 0
+        # Batched execution: up to batch_max runs on one TBU share one pass over the weights
+        # (engine/batching.py); a run waits at most batch_wait_cycles for partners.
+        self.batch_max = tdef.batch_max
+        self.batch_wait_cycles = tdef.batch_wait_cycles
+        self.bound_streamed_bytes = 0.0
         tbu_peas = arch.tbu.peas
         where = f"tasks.{tdef.name}"
         if tdef.peas is not None:
@@ -61,6 +67,9 @@ class TaskType:
             self.streamed_bytes = weights - resident
             self.floor_cycles = math.ceil(self.streamed_bytes / arch.memory.bytes_per_cycle)
             weights = resident
+        # What a run must stream at least, for the lower bound: a batch of batch_max runs
+        # streams the weights once for all of them.
+        self.bound_streamed_bytes = self.streamed_bytes / self.batch_max
         if tdef.context_bytes is not None:
             self.context_bytes = tdef.context_bytes
         else:
