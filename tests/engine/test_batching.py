@@ -12,9 +12,22 @@ from octosim.experiments.run import run_config
 
 @pytest.mark.parametrize("batch", [1, 4, 32])
 def test_decode_throughput_follows_the_roofline(batch: int) -> None:
-    """Below the ridge a batch costs one weight pass, above it the sum of its compute."""
-    r = measure(batch, passes=2, bytes_per_cycle=16.0)
+    """At the chip's own bandwidth a batch is bound by its batched compute (the systolic
+    model with the batch as extra operand rows), at 16 B/cycle by its one weight pass."""
+    r = measure(batch, passes=2)
+    assert r["bound"] == "compute"
     assert abs(r["error"]) <= 0.05, r
+    slow = measure(batch, passes=2, bytes_per_cycle=16.0)
+    assert slow["bound"] == "memory"
+    assert abs(slow["error"]) <= 0.05, slow
+
+
+def test_batch_of_gemvs_is_one_gemm() -> None:
+    """16 decode steps fill the 16 rows of the array at nearly the cost of one: more than
+    12x the throughput of batch 1 (a batch costing the sum of its steps would give 1x)."""
+    one = measure(1, passes=2)
+    sixteen = measure(16, passes=2)
+    assert sixteen["simulated"] > 12 * one["simulated"]
 
 
 def test_memory_bound_batches_scale_with_size() -> None:

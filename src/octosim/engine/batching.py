@@ -3,8 +3,11 @@
 A task with ``batch: {max: N, wait_cycles: W}`` lets up to N ready runs on one TBU run as one
 *batch*, the way an LLM serving system batches the decode steps of concurrent requests:
 
-- the batch computes the sum of its runs' work on the PEAs it was granted (compute grows with
-  the batch);
+- the batch computes its model batched (``TaskType.batch_cycles``: the systolic model with the
+  batch as extra rows of every weight layer's operand matrix, so that B decode GEMVs are one
+  GEMM with B rows, nearly free up to the array's row count), as many times over as its
+  longest member repeats (its ``scale``), on the PEAs it was granted, split over them as a
+  single run's work is;
 - the weights it must stream cross the memory channel once for all its runs (weight bytes do
   not grow): the bytes of the run that streams most (a run with ``scale`` streams once per
   repetition, so a batch of token loops streams as many passes as its longest member);
@@ -45,12 +48,16 @@ def start_batch(sim: ResourceActions, runs: list[TaskRun], tbu: TBU, k: int,
     if not runs or len(runs) > tt.batch_max or any(r.tt is not tt for r in runs):
         raise RuntimeError(f"policy bug: batch of {len(runs)} runs of {tt.name} "
                            f"(batch.max {tt.batch_max}), or of several types")
-    work = 0
+    longest = 0
     scale = 0.0
     for r in runs:
-        work += r.work
+        if r.work > longest:
+            longest = r.work
         if r.stream_scale > scale:
             scale = r.stream_scale
+    # The longest member's work is model_cycles x its scale (its repetitions): the batch runs
+    # that many passes of the batched model.
+    work = round(longest * (tt.batch_cycles[len(runs) - 1] / tt.model_cycles))
     if any_context:
         ready = sim._load_on_peas(lead, tbu, k)
         stream = round(streamed_on_peas(tt, k, sim.arch) * scale)

@@ -87,9 +87,11 @@ class StaticPolicy(Policy):
         for tt in types:
             p = prof[tt.idx]
             k = self.pea_grant(tt)
-            # A full batch streams the weights once for batch.max runs.
+            # A full batch streams the weights once for batch.max runs, and computes its
+            # batched model (batch_work_ratio of batch.max single runs' compute).
             floor = tt.floor_cycles if tt.batch_max == 1 else tt.floor_cycles / tt.batch_max
-            svc = max(p.mean_work_cycles / (1 + (k - 1) * sim.split_eff), floor)
+            work = p.mean_work_cycles * tt.batch_work_ratio
+            svc = max(work / (1 + (k - 1) * sim.split_eff), floor)
             demand.append(p.runs_per_instance * svc * k)
         return allocate_tbus(demand, n_tbus)
 
