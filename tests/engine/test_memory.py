@@ -213,6 +213,11 @@ class ComputeCount(Observer):
         s0 = run.svc_start
         k = 0
         left = float(run.work)
+        if run.batch is not None and run.batch[0] is run:
+            # A batch's leader computes the batched model as many passes as its longest member.
+            tt = run.tt
+            longest = max(r.work for r in run.batch)
+            left = float(round(longest * tt.batch_cycles[len(run.batch) - 1] / tt.model_cycles))
         t = s0
         for g, n in grants:
             if g > t:

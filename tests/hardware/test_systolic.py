@@ -222,3 +222,52 @@ def test_bad_array_or_dataflow(rows: int, cols: int, df: str) -> None:
         layer_cycles(conv(8, 3, 2, 2), rows, cols, df)
     with pytest.raises(UserError):
         model_layer_cycles([conv(8, 3, 2, 2)], rows, cols, df)
+
+
+# -- batching: B inputs at once are one layer of the same model --------------------------------
+
+
+def test_batched_gemvs_are_one_gemm_on_more_rows() -> None:
+    """B GEMVs sharing a weight matrix fill B rows of an os array: free up to ``rows``."""
+    gemv = Layer.matmul("fc", 1, 64, 1024)
+    one = layer_cycles(gemv, 16, 16)
+    assert operand_dims(gemv.batched(16)) == (16, 64, 1024)
+    assert layer_cycles(gemv.batched(16), 16, 16) == one
+    assert layer_cycles(gemv.batched(17), 16, 16) == 2 * one  # a second row fold
+    assert gemv.batched(16).weight_bytes() == gemv.weight_bytes()
+    assert gemv.batched(16).macs() == 16 * gemv.macs()
+    assert gemv.batched(1) is gemv
+
+
+def test_batched_layers_without_shared_weights_repeat() -> None:
+    """Attention against each input's own KV cache and elementwise ops repeat B times."""
+    scores = Layer.matmul("s", 8, 1024, 64, groups=4, has_weights=False)
+    ew = Layer.elementwise("e", 1, 1, 2048)
+    for layer in (scores, ew):
+        assert layer.batched(3).groups == 3 * layer.groups
+        assert layer.batched(3).ops() == 3 * layer.ops()
+    assert layer_cycles(scores.batched(3), 16, 16) == 3 * layer_cycles(scores, 16, 16)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 8])
+def test_batched_conv_adds_ofmap_pixels(stride: int, groups: int) -> None:
+    layer = Layer.conv2d("c", 15, 11, 8, 16, 3, stride, 1, groups=groups)
+    for b in (2, 5):
+        big = layer.batched(b)
+        assert (big.ofmap_h, big.ofmap_w) == (b * layer.ofmap_h, layer.ofmap_w)
+        assert big.macs() == b * layer.macs()
+        assert big.weight_bytes() == layer.weight_bytes()
+        for df in ("os", "ws", "is"):
+            assert layer_cycles(big, 16, 16, df) >= layer_cycles(layer, 16, 16, df)
+
+
+def test_batched_model_cycles_match_per_batch() -> None:
+    from octosim.hardware.zoo import get_model
+
+    spec = get_model("crnn")
+    table = spec.batched_cycles_on(5, 16, 16, "ws")
+    assert table == [spec.batched(b).cycles_on(16, 16, "ws") for b in range(1, 6)]
+    assert table == sorted(table)
+    with pytest.raises(UserError, match="batch must be a positive integer"):
+        spec.layers[0].batched(0)

@@ -70,7 +70,7 @@ class TaskRun:
                  "start_at", "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec",
                  "svc_start", "work_left", "rate_since", "grants", "stream_scale", "mem_end",
                  "busy_adjust", "released_at", "admitted_at", "transfer_cycles", "crit_seq",
-                 "path_terms", "lost")
+                 "path_terms", "lost", "batch")
 
     def __init__(self, tt: TaskType, inst: Instance, chunk: WorkloadChunk, node: int, cbs: int,
                  work: int, out_bytes: int, src_cluster: int, seq: int, released_at: int = 0,
@@ -108,6 +108,9 @@ class TaskRun:
         # Re-executed: [first ready_at, queue wait of aborted attempts, time from their start to
         # their fault] (the fault resets ready_at and start_at).
         self.lost: list[int] | None = None
+        # The runs sharing its pass over the weights (engine/batching.py), itself first if it
+        # leads them (holds the PEAs); None when it runs alone.
+        self.batch: list[TaskRun] | None = None
 
     @property
     def identity(self) -> tuple[int, int, int]:

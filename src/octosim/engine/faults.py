@@ -111,6 +111,7 @@ class FaultInjector:
         run.grants = None
         run.mem_end = 0
         run.busy_adjust = 0
+        run.batch = None
         if not sim.cluster_alive[run.inst.cluster]:
             run.inst.cluster = sim.policy.place_instance(run.inst)
         sim.buffers.occupancy[idx] += 1

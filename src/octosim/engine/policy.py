@@ -21,6 +21,8 @@ breaks their preconditions is a policy bug and raises ``RuntimeError``):
   not reconfiguring and bound to the run's type.
 - ``start_any(run, tbu, k) -> end``: the same on PEAs holding any context (those holding
   another one load the run's first; the TBU becomes bound to no single type).
+- ``start_batch(runs, tbu, k, any_context=False) -> end``: start up to ``batch.max`` runs of
+  one type as one batch, one pass over the weights for all (``engine/batching.py``).
 - ``grow(run, extra) -> end``: give a running run ``extra`` more free PEAs of its TBU.
 - ``bind(tbu, task) -> ready``: load a context into an idle TBU (``on_bound`` then
   ``on_freed`` follow when it is ready).
@@ -47,11 +49,14 @@ with its home ``inst.cluster``, ``work``, ``tbu``, ``k``, ``peas``, ``end_at``, 
 whose cluster died, through :func:`rehome_instance`, the one place an instance's home changes
 after arrival), and :class:`TBUTable`, the policy-side state of TBUs kept incrementally:
 which type each TBU serves, how many serve each type per cluster, the TBUs that could change
-type now, and the TBUs of a cluster bound to a type with enough free PEAs.
+type now, and the TBUs of a cluster bound to a type with enough free PEAs; and
+:class:`Batcher`, the batch-forming rule every built-in policy follows.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -349,6 +354,54 @@ class TBUTable:
             if settle >= 0:
                 self.settled[c][settle][tid] = tbu
             self._settled_in[tid] = settle
+
+
+class Batcher:
+    """When queued runs of a batching type (``batch.max`` > 1) start, and which together.
+
+    The rule, the same for every built-in policy: the runs of one type queued on one cluster
+    start, oldest first, as one batch of up to ``batch.max`` runs on a free TBU bound to the
+    type, as soon as either ``batch.max`` of them wait or the oldest has waited
+    ``batch.wait_cycles`` since it became ready; until then they wait for partners (a timer at
+    the oldest one's deadline calls ``kick(cluster, type)``, with which the policy retries).
+    ``wait_cycles: 0`` is greedy: a free TBU takes whatever is queued. Types with
+    ``batch.max`` 1 never reach it (:attr:`on` is false for them).
+    """
+
+    __slots__ = ("sim", "kick", "max", "wait", "on", "armed")
+
+    def __init__(self, sim: Simulation, kick: Callable[[int, int], None]) -> None:
+        types = sim.task_types
+        self.sim = sim
+        self.kick = kick
+        self.max = [tt.batch_max for tt in types]
+        self.wait = [tt.batch_wait_cycles for tt in types]
+        self.on = [m > 1 for m in self.max]
+        self.armed: dict[tuple[int, int], int] = {}  # (cluster, type) -> pending timer's cycle
+
+    def due(self, q: deque[TaskRun], c: int, t: int) -> bool:
+        """May the runs of type ``t`` queued in ``q`` on cluster ``c`` start a batch now? If
+        not, a timer is armed for when the oldest one stops waiting."""
+        if len(q) >= self.max[t]:
+            return True
+        deadline = q[0].ready_at + self.wait[t]
+        if self.sim.now >= deadline:
+            return True
+        key = (c, t)
+        if self.armed.get(key, -1) != deadline:
+            self.armed[key] = deadline
+            self.sim.call_at(deadline, lambda: self._fire(c, t, deadline))
+        return False
+
+    def take(self, q: deque[TaskRun], t: int) -> list[TaskRun]:
+        """Pop the next batch (oldest first, at most ``batch.max``) from ``q``."""
+        n = min(len(q), self.max[t])
+        return [q.popleft() for _ in range(n)]
+
+    def _fire(self, c: int, t: int, deadline: int) -> None:
+        if self.armed.get((c, t)) == deadline:
+            del self.armed[(c, t)]
+        self.kick(c, t)
 
 
 def user_error_for_policy(msg: str) -> UserError:

@@ -63,7 +63,9 @@ class ResourceActions:
     def compute_end(self, run: TaskRun) -> int:
         """When the running ``run``'s compute is done (its weight stream may end later: the
         PEAs then stall), from its service start, its PEAs and the work left at its last
-        grant."""
+        grant. A run in a batch computes as its batch does (its leader's figures)."""
+        if run.batch is not None:
+            run = run.batch[0]
         if run.work_left >= 0:
             rate = 1.0 + (run.k - 1) * self.split_eff
             done = run.rate_since + math.ceil(run.work_left / rate)
@@ -102,6 +104,17 @@ class ResourceActions:
             run.end_at = new_end  # the event at its old end is now superseded
             loop.seq += 1
             heapq.heappush(loop.heap, (new_end, COMPLETE, loop.seq, COMPLETE, run))
+            if run.batch is not None:
+                # The runs sharing its pass over the weights end with it.
+                for other in run.batch[1:]:
+                    if other.end_at != old_end:
+                        continue
+                    other.mem_end = new_mem
+                    other.end_at = new_end
+                    acct.task_service[idx] += new_end - old_end
+                    acct.task_stall[idx] += new_end - old_end
+                    loop.seq += 1
+                    heapq.heappush(loop.heap, (new_end, COMPLETE, loop.seq, COMPLETE, other))
 
     def unbook(self, run: TaskRun, now: int, attempt: bool) -> None:
         """``run`` stops at ``now`` before its end (a fault, or the end of a run cut short by
@@ -126,13 +139,30 @@ class ResourceActions:
         stream = run.tt.streamed_bytes
         if stream and run.stream_scale != 1.0:
             stream = round(stream * run.stream_scale)
-        return self._launch(run, tbu, k, self.now, stream)
+        return self._launch(run, tbu, k, self.now, stream, run.work)
+
+    def start_batch(self, runs: list[TaskRun], tbu: TBU, k: int, any_context: bool = False
+                    ) -> int:
+        """Start ``runs`` (one type, at most its ``batch.max``, in dispatch order) as one batch
+        on ``k`` free PEAs of ``tbu``: one pass over the weights for all of them (see
+        :mod:`octosim.engine.batching`); with ``any_context``, on PEAs holding any context, as
+        :meth:`start_any`. Return the batch's completion cycle (every run's)."""
+        from octosim.engine.batching import start_batch
+
+        return start_batch(self, runs, tbu, k, any_context)
 
     def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
         """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
         last task was of another type first load this one's context (``fixed_cycles`` plus
         the context over the shared memory channel). The TBU is then *mixed*: bound to no
         single type. For policies that share PEAs indiscriminately."""
+        ready = self._load_on_peas(run, tbu, k)
+        stream = round(streamed_on_peas(run.tt, k, self.arch) * run.stream_scale)
+        return self._launch(run, tbu, k, ready, stream, run.work)
+
+    def _load_on_peas(self, run: TaskRun, tbu: TBU, k: int) -> int:
+        """:meth:`start_any`'s checks and context load on the ``k`` PEAs ``run`` takes;
+        return when they hold its context."""
         if tbu.reconfiguring or not tbu.alive:
             raise RuntimeError(f"policy bug: {run} started on unavailable {tbu}")
         if k < 1 or k > len(tbu.free):
@@ -159,10 +189,12 @@ class ResourceActions:
             acct.area_setup_reconfig += k * (ready - now)
             for ob in self.observers:
                 ob.reconfigured(tbu, tt.idx, now, ready)
-        stream = round(streamed_on_peas(tt, k, self.arch) * run.stream_scale)
-        return self._launch(run, tbu, k, ready, stream)
+        return ready
 
-    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int) -> int:
+    def _launch(self, run: TaskRun, tbu: TBU, k: int, setup_done: int, stream: int,
+                work: int) -> int:
+        """Put ``run`` on ``k`` PEAs: ``work`` cycles of compute on one PEA (its own, or a
+        batch's) from ``setup_done`` (or its input's arrival), ``stream`` weight bytes."""
         now = self.now
         free = tbu.free
         if k == 1:
@@ -187,7 +219,8 @@ class ResourceActions:
             else:
                 t_in = setup_done
         run.svc_start = t_in
-        end = compute_end = t_in + (run.work if k == 1 else self.service_cycles(run, k))
+        end = compute_end = t_in + (
+            work if k == 1 else math.ceil(work / (1.0 + (k - 1) * self.split_eff)))
         idx = run.tt.idx
         if stream:
             # Weights stream over the shared memory channel while the PEAs compute.
@@ -226,8 +259,10 @@ class ResourceActions:
         assert tbu is not None
         if extra < 1 or extra > len(tbu.free) or run.end_at < 0:
             raise RuntimeError(f"policy bug: growing {run} by {extra} PEAs")
-        if run.k + extra > run.tt.kmax or run.mem_end >= run.end_at:
-            return run.end_at  # at its widest, or waiting for memory: more PEAs cannot help
+        if run.k + extra > run.tt.kmax or run.mem_end >= run.end_at or run.batch is not None:
+            # At its widest, or waiting for memory: more PEAs cannot help; a batch keeps the
+            # PEAs it started with.
+            return run.end_at
         now = self.now
         eff = self.split_eff
         rate = 1.0 + (run.k - 1) * eff

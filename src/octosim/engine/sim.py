@@ -13,6 +13,7 @@ and traces.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -172,10 +173,12 @@ class Simulation(ResourceActions):
                       inst.cluster if src < 0 else src, seq, self.now, self._crit_seq,
                       self._path_terms)
         acct = self.acct
-        acct.total_work += work
+        # A batching type's run costs at least its share of the cheapest batch per run.
+        ratio = tt.bound_work_ratio
+        acct.total_work += work if ratio == 1.0 else math.floor(work * ratio)
         if tt.streamed_bytes:
             run.stream_scale = ch.scale[node]
-            acct.total_streamed += round(tt.streamed_bytes * run.stream_scale)
+            acct.total_streamed += round(tt.bound_streamed_bytes * run.stream_scale)
         self._new_runs.append(run)
 
     def _release(self, ch: WorkloadChunk, node: int, cbs: int, src: int) -> None:

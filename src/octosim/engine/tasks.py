@@ -19,7 +19,9 @@ class TaskType:
                  "floor_cycles", "streamed_bytes", "weight_bytes",
                  "context_bytes", "out_bytes", "sets", "rank", "tdef",
                  "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp",
-                 "weight_passes", "context_ready_cycles")
+                 "weight_passes", "context_ready_cycles",
+                 "batch_max", "batch_wait_cycles", "bound_streamed_bytes", "batch_cycles",
+                 "bound_work_ratio", "batch_work_ratio")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
         self.idx = tdef.index
@@ -37,6 +39,19 @@ class TaskType:
         self.floor_cycles = 0  # streaming the weights a bound TBU cannot hold, at full bandwidth
         self.streamed_bytes = 0  # weights streamed from memory by every run on a bound TBU
         self.weight_bytes = 0
+        # Batched execution: up to batch_max runs on one TBU share one pass over the weights
+        # (engine/batching.py); a run waits at most batch_wait_cycles for partners.
+        self.batch_max = tdef.batch_max
+        self.batch_wait_cycles = tdef.batch_wait_cycles
+        self.bound_streamed_bytes = 0.0
+        # batch_cycles[b - 1]: compute cycles of a batch of b runs on one PEA, from the systolic
+        # model with the batch as extra operand rows (ModelSpec.batched); [model_cycles] when
+        # the type does not batch.
+        self.batch_cycles: list[int] = []
+        # Least compute per run of a batch (over b = 1 .. batch_max), and that of a full batch,
+        # relative to a single run: <= 1, exactly 1.0 when the type does not batch.
+        self.bound_work_ratio = 1.0
+        self.batch_work_ratio = 1.0
         tbu_peas = arch.tbu.peas
         where = f"tasks.{tdef.name}"
         if tdef.peas is not None:
@@ -55,6 +70,14 @@ class TaskType:
             except UserError as exc:
                 raise exc.within(file=file, where=f"{where}.model") from None
             self.model_cycles = spec.cycles_on(arch.pea.rows, arch.pea.cols, arch.pea.dataflow)
+            self.batch_cycles = [self.model_cycles]
+            if self.batch_max > 1 and self.model_cycles:
+                self.batch_cycles = spec.batched_cycles_on(
+                    self.batch_max, arch.pea.rows, arch.pea.cols, arch.pea.dataflow)
+                per_run = [c / (b * self.model_cycles)
+                           for b, c in enumerate(self.batch_cycles, start=1)]
+                self.bound_work_ratio = min(per_run)
+                self.batch_work_ratio = per_run[-1]
             weights = spec.weight_bytes()
             self.weight_bytes = weights
             tbu_sram = arch.pea.sram_kib * 1024 * tbu_peas
@@ -64,6 +87,9 @@ class TaskType:
             self.streamed_bytes = weights - resident
             self.floor_cycles = math.ceil(self.streamed_bytes / arch.memory.bytes_per_cycle)
             weights = resident
+        # What a run must stream at least, for the lower bound: a batch of batch_max runs
+        # streams the weights once for all of them.
+        self.bound_streamed_bytes = self.streamed_bytes / self.batch_max
         if tdef.context_bytes is not None:
             self.context_bytes = tdef.context_bytes
         else:

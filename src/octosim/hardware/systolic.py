@@ -27,6 +27,7 @@ skew, plus ``rows`` cycles to preload the stationary operand in ws/is). A layer'
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,6 +204,32 @@ class Layer:
     ) -> Layer:
         """An elementwise op over ``h x w x channels`` (a pooling op if ``window > 1``)."""
         return cls(name, h, w, window, window, channels, channels, stride, "elementwise", groups)
+
+    # -- batching -----------------------------------------------------------------------------
+
+    def batched(self, batch: int) -> Layer:
+        """The layer run on ``batch`` inputs at once, as one layer of the same systolic model.
+
+        Layers with weights share them across the batch, which becomes extra rows of the
+        operand matrix (``E``, mapped onto the array rows in ``os``): a ``matmul``'s ``M``
+        (token rows: ``batch`` GEMVs are one GEMM with ``batch`` rows), a ``conv``'s ofmap
+        pixels (the ``batch`` images stacked along the height, ``ofmap_h * batch`` output rows
+        over the same filters). Activation-by-activation matmuls (``has_weights=False``:
+        attention against each input's own KV cache) and ``elementwise`` layers share nothing:
+        their ``groups`` grow ``batch``-fold. Weight bytes never change.
+        """
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise UserError(f"batch must be a positive integer, got {batch!r}",
+                            where=f"layer {self.name}" if self.name else "layer")
+        if batch == 1:
+            return self
+        if self.kind == "elementwise" or not self.has_weights:
+            return dataclasses.replace(self, groups=self.groups * batch)
+        if self.kind == "matmul":
+            return dataclasses.replace(self, ifmap_h=self.ifmap_h * batch)
+        # ofmap = ceil((ifmap - filter) / stride) + 1: this ifmap height gives batch x the rows
+        ifmap_h = (self.ofmap_h * batch - 1) * self.stride + self.filter_h
+        return dataclasses.replace(self, ifmap_h=ifmap_h)
 
     # -- derived sizes ------------------------------------------------------------------------
 

@@ -25,13 +25,15 @@ MAC counts of these tables against published figures are checked in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from octosim.errors import UserError
-from octosim.hardware.systolic import Layer, model_layer_cycles
+from octosim.hardware.systolic import Layer, layer_cycles, model_layer_cycles
 from octosim.hardware.topology import load_topology_csv
 
 __all__ = ["ModelSpec", "get_model", "list_models", "model_from_topology"]
@@ -57,6 +59,25 @@ class ModelSpec:
     def weight_bytes(self) -> int:
         """Bytes of int8 weights (1 byte per parameter) read by the compute layers."""
         return sum(layer.weight_bytes(1) for layer in self.layers)
+
+    def batched(self, batch: int) -> ModelSpec:
+        """The model run on ``batch`` inputs at once (:meth:`Layer.batched` on every layer):
+        the same weights, ``batch`` x the rows of each weight layer's operand matrix."""
+        if batch == 1:
+            return self
+        return ModelSpec(self.name, self.source, tuple(lay.batched(batch) for lay in self.layers),
+                         self.streams_weights, self.notes)
+
+    def batched_cycles_on(self, max_batch: int, rows: int, cols: int,
+                          dataflow: str = "os") -> list[int]:
+        """``batched(b).cycles_on(rows, cols, dataflow)`` for ``b = 1 .. max_batch`` (item
+        ``b - 1``), computed once per distinct layer shape (a transformer repeats one block)."""
+        shapes = Counter(dataclasses.replace(lay, name="") for lay in self.layers)
+        out = []
+        for b in range(1, max_batch + 1):
+            out.append(sum(n * layer_cycles(lay.batched(b), rows, cols, dataflow)
+                           for lay, n in shapes.items()))
+        return out
 
     def layer_cycles_on(self, rows: int, cols: int, dataflow: str = "os") -> list[int]:
         """Cycles of each layer on one ``rows x cols`` PEA."""

@@ -53,6 +53,14 @@ class PhaseModel(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
+class BatchModel(_Strict):
+    """``batch: {max: N, wait_cycles: W}``: up to N ready runs of the task on one TBU share one
+    pass over its weights; a run waits at most W cycles for partners."""
+
+    max: int = Field(default=1, ge=1, le=4096)
+    wait_cycles: int = Field(default=0, ge=0, le=10**12)
+
+
 class TaskModel(_Strict):
     kind: Literal["ai", "general"]
     cycles: Any = None
@@ -63,6 +71,7 @@ class TaskModel(_Strict):
     context_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
     out_bytes: Any = 0
     sets: dict[str, Any] = Field(default_factory=dict)
+    batch: BatchModel = Field(default_factory=BatchModel)
     description: str | None = None
 
 
@@ -100,6 +109,10 @@ class TaskDef:
     sets: dict[str, Value]
     # Passes over the streamed weights per run (None: ``scale`` passes, one per unit).
     weight_passes: Value | None = None
+    # Batched execution (``batch``): at most ``batch_max`` runs share one pass over the
+    # weights; a run waits at most ``batch_wait_cycles`` for partners. 1 = no batching.
+    batch_max: int = 1
+    batch_wait_cycles: int = 0
 
 
 class Node:
@@ -411,8 +424,12 @@ def parse_workflow(data: Any, file: str) -> Workflow:
                 uses.append((f"{w}.{what}", v.names))
                 if isinstance(v, Const) and v.value < 0:
                     raise UserError("must be >= 0", file=file, where=f"{w}.{what}")
+        if t.batch.max > 1 and t.model is None:
+            raise UserError("'batch' shares a pass over a model's weights: it needs 'model'",
+                            file=file, where=f"{w}.batch")
         tasks[name] = TaskDef(name, t.kind, i, cycles, t.model, scale, t.peas, t.context_bytes,
-                              out_bytes, sets, weight_passes=passes)
+                              out_bytes, sets, weight_passes=passes,
+                              batch_max=t.batch.max, batch_wait_cycles=t.batch.wait_cycles)
 
     fc = _FlowCompiler(file, tasks)
     flow = fc.seq(model.flow, "flow", 0)

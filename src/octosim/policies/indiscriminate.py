@@ -8,6 +8,11 @@ on another cluster (*Indiscriminate Resource Allocation*). It never idles a PEA 
 waits, but pays for contexts again and again. ``affinity: true`` is a kinder variant that
 prefers PEAs already holding the run's context when there are any (not the default: it is a
 step towards discrimination).
+
+Batching types (``batch.max`` > 1): a run that starts takes with it the runs of its type queued
+behind it (oldest first, up to ``batch.max``), as one batch. This policy never holds a PEA
+idle while work waits, so it does not wait for partners (``batch.wait_cycles`` is not used):
+batches form from what queues while the PEAs are busy.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class IndiscriminatePolicy(Policy):
         self.listed = bytearray(len(sim.chip.tbus))
         self.k = [max(tt.kmin, min(tt.kmax, self.params.peas or tt.kmin))
                   for tt in sim.task_types]
+        self.batch_max = [tt.batch_max for tt in sim.task_types]
+        self.any_batch = any(m > 1 for m in self.batch_max)
         for tbu in sim.chip.tbus:
             if tbu.alive:
                 self.listed[tbu.id] = 1
@@ -104,6 +111,21 @@ class IndiscriminatePolicy(Policy):
                 return
         self.queues[home].append(run)
 
+    def _partners(self, run: TaskRun, q: deque[TaskRun]) -> list[TaskRun]:
+        """``run`` and the runs of its type queued in ``q`` after it, oldest first, up to its
+        ``batch.max`` (removed from ``q``)."""
+        tt = run.tt
+        n = self.batch_max[tt.idx]
+        runs = [run]
+        rest: deque[TaskRun] = deque()
+        while q and len(runs) < n:
+            r = q.popleft()
+            (runs if r.tt is tt else rest).append(r)
+        rest.extend(q)
+        q.clear()
+        q.extend(rest)
+        return runs
+
     def queued_runs(self, cluster: int) -> list[TaskRun]:
         q = self.queues[cluster]
         runs = list(q)
@@ -123,6 +145,9 @@ class IndiscriminatePolicy(Policy):
             q = self.queues[c]
             while q and len(tbu.free) >= self.k[q[0].tt.idx]:
                 run = q.popleft()
+                if self.any_batch and self.batch_max[run.tt.idx] > 1 and q:
+                    sim.start_batch(self._partners(run, q), tbu, self.k[run.tt.idx], True)
+                    continue
                 sim.start_any(run, tbu, self.k[run.tt.idx])
             if not tbu.free:
                 return

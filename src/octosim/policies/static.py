@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from octosim.engine.policy import TBUTable
+from octosim.engine.policy import Batcher, TBUTable
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
 from octosim.hardware.chip import TBU
@@ -87,7 +87,11 @@ class StaticPolicy(Policy):
         for tt in types:
             p = prof[tt.idx]
             k = self.pea_grant(tt)
-            svc = max(p.mean_work_cycles / (1 + (k - 1) * sim.split_eff), tt.floor_cycles)
+            # A full batch streams the weights once for batch.max runs, and computes its
+            # batched model (batch_work_ratio of batch.max single runs' compute).
+            floor = tt.floor_cycles if tt.batch_max == 1 else tt.floor_cycles / tt.batch_max
+            work = p.mean_work_cycles * tt.batch_work_ratio
+            svc = max(work / (1 + (k - 1) * sim.split_eff), floor)
             demand.append(p.runs_per_instance * svc * k)
         return allocate_tbus(demand, n_tbus)
 
@@ -100,6 +104,8 @@ class StaticPolicy(Policy):
         self.queued_work: list[list[int]] = [[0] * n for _ in range(sim.chip.n_clusters)]
         # Which type each TBU serves or leaves for, and the TBUs with a run's PEAs free.
         self.tbus = TBUTable(sim, self.k)
+        self.batcher = Batcher(sim, self._dispatch)
+        self.any_batch = any(self.batcher.on)
         self.partition: list[list[int]] = []
         for _ in range(sim.chip.n_clusters):
             self.queues.append([deque() for _ in range(n)])
@@ -133,6 +139,11 @@ class StaticPolicy(Policy):
         assert sim is not None
         idx = run.tt.idx
         c = run.inst.cluster
+        if self.any_batch and self.batcher.on[idx]:
+            self.queues[c][idx].append(run)
+            self.queued_work[c][idx] += run.work
+            self._dispatch(c, idx)
+            return
         tbu = self.tbus.first_free(c, idx)
         if tbu is not None:
             sim.start(run, tbu, self.k[idx])
@@ -156,11 +167,34 @@ class StaticPolicy(Policy):
         k = self.k[idx]
         q = self.queues[tbu.cluster][idx]
         free = tbu.free
+        if self.any_batch and self.batcher.on[idx]:
+            while q and len(free) >= k and self.batcher.due(q, tbu.cluster, idx):
+                self._start_batch(tbu, q, idx)
+            self.tbus.offer(tbu)
+            return
         while q and len(free) >= k:
             run = q.popleft()
             self.queued_work[tbu.cluster][idx] -= run.work
             sim.start(run, tbu, k)
         self.tbus.offer(tbu)
+
+    def _dispatch(self, c: int, idx: int) -> None:
+        """Start the batches of type ``idx`` queued on cluster ``c`` that are due
+        (:class:`~octosim.engine.policy.Batcher`) on free TBUs bound to it."""
+        q = self.queues[c][idx]
+        while q:
+            tbu = self.tbus.first_free(c, idx)
+            if tbu is None or not self.batcher.due(q, c, idx):
+                return
+            self._start_batch(tbu, q, idx)
+            self.tbus.taken(tbu)
+
+    def _start_batch(self, tbu: TBU, q: deque[TaskRun], idx: int) -> None:
+        assert self.sim is not None
+        runs = self.batcher.take(q, idx)
+        for r in runs:
+            self.queued_work[tbu.cluster][idx] -= r.work
+        self.sim.start_batch(runs, tbu, self.k[idx])
 
     def drained(self, tbu: TBU) -> None:
         """A TBU leaving for another type (:meth:`TBUTable.drain`) freed PEAs: once it holds

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from octosim.engine.policy import TBUTable
+from octosim.engine.policy import Batcher, TBUTable
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
 from octosim.hardware.chip import TBU
@@ -123,6 +123,8 @@ class OctopusPolicy(Policy):
         self.n_queued = [0] * nc  # runs queued per cluster, all types
         self.running: list[list[TaskRun]] = [[] for _ in sim.chip.tbus]
         self.tbus = TBUTable(sim, self.kmin)
+        self.batcher = Batcher(sim, self._dispatch)
+        self.any_batch = any(self.batcher.on)
         self.cb_cycles = sim.arch.cluster.cbu_cycles
         self.hop_cycles = sim.arch.control_plane.hop_cycles
         self.reconfig_cycles = [
@@ -185,6 +187,11 @@ class OctopusPolicy(Policy):
         idx = run.tt.idx
         c = run.inst.cluster
         q = self.queues[c][idx]
+        if self.any_batch and self.batcher.on[idx]:
+            self._queue(run, c, idx)
+            self._dispatch(c, idx)
+            self.rebalancer.touch(c)
+            return
         tbu = self.tbus.first_free(c, idx)
         if tbu is not None:
             self._start(run, tbu, self.grants.grant(run, len(tbu.free), len(q) + 1, c), c)
@@ -195,6 +202,44 @@ class OctopusPolicy(Policy):
             self.n_queued[c] += 1
             self.rebalancer.queued(c, idx)
         self.rebalancer.touch(c)
+
+    def _queue(self, run: TaskRun, c: int, idx: int) -> None:
+        self.queues[c][idx].append(run)
+        self.qwork[c][idx] += run.work
+        self.n_queued[c] += 1
+        self.rebalancer.queued(c, idx)
+
+    def _dispatch(self, c: int, idx: int) -> None:
+        """Start the batches of type ``idx`` queued on cluster ``c`` that are due
+        (:class:`~octosim.engine.policy.Batcher`) on TBUs bound to it with PEAs free."""
+        q = self.queues[c][idx]
+        while q:
+            tbu = self.tbus.first_free(c, idx)
+            if tbu is None or not self.batcher.due(q, c, idx):
+                return
+            self._start_batch(tbu, c, idx)
+            self.tbus.taken(tbu)
+
+    def _start_batch(self, tbu: TBU, c: int, idx: int) -> None:
+        """The next batch of the queue of ``idx`` on ``c``, on ``tbu``. With ATS its PEAs are
+        the TBU's free PEAs shared among the batches waiting, as for single runs."""
+        assert self.sim is not None
+        q = self.queues[c][idx]
+        runs = self.batcher.take(q, idx)
+        for r in runs:
+            self.qwork[c][idx] -= r.work
+        self.n_queued[c] -= len(runs)
+        bmax = self.batcher.max[idx]
+        waiting = 1 + (len(q) + bmax - 1) // bmax
+        k = self.grants.grant(runs[0], len(tbu.free), waiting, c)
+        self.sim.start_batch(runs, tbu, k)
+        running = self.running[tbu.id]
+        rwork = self.rwork[c]
+        for r in runs:
+            running.append(r)
+            rwork[idx] += r.work
+            self.forecaster.started(r, c)
+        self.rebalancer.note(c)
 
     def _start(self, run: TaskRun, tbu: TBU, k: int, c: int) -> None:
         assert self.sim is not None
@@ -232,6 +277,10 @@ class OctopusPolicy(Policy):
         q = self.queues[c][idx]
         free = tbu.free
         kmin = self.kmin[idx]
+        if self.any_batch and self.batcher.on[idx]:
+            while q and len(free) >= kmin and self.batcher.due(q, c, idx):
+                self._start_batch(tbu, c, idx)
+            kmin = len(free) + 1  # nothing single to start below
         while q and len(free) >= kmin:
             run = q.popleft()
             self.qwork[c][idx] -= run.work

@@ -64,7 +64,8 @@ class AdaptiveGrant(GrantStrategy):
         sim = self.policy.sim
         assert sim is not None
         kmax = self.kmax
-        runs = [r for r in running if r.k < kmax[r.tt.idx] and r.mem_end < r.end_at]
+        runs = [r for r in running
+                if r.k < kmax[r.tt.idx] and r.mem_end < r.end_at and r.batch is None]
         if not runs:
             return
         now = sim.now

@@ -1,0 +1,3 @@
+from octosim.cli import main
+
+raise SystemExit(main())
