@@ -32,8 +32,9 @@ def test_run_json_has_every_contract_field(capsys: pytest.CaptureFixture[str]) -
     assert 0 < s["pea_utilization"] <= 1
     assert abs(s["pea_utilization"] + sum(s["idle"].values()) - 1) < 1e-4
     for t in s["tasks"].values():
-        assert set(t) == {"count", "mean_admission_wait_cycles", "mean_wait_cycles",
-                          "mean_service_cycles"}
+        assert set(t) >= {"count", "mean_admission_wait_cycles", "mean_wait_cycles",
+                          "mean_service_cycles", "mean_compute_cycles", "mean_stall_cycles"}
+    assert "memory_stalled" in s["idle"] and s["pea_occupancy"] >= s["pea_utilization"]
     assert s["tasks"]["decode"]["count"] == 12
 
 
