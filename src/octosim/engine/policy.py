@@ -364,11 +364,13 @@ class Batcher:
     type, as soon as either ``batch.max`` of them wait or the oldest has waited
     ``batch.wait_cycles`` since it became ready; until then they wait for partners (a timer at
     the oldest one's deadline calls ``kick(cluster, type)``, with which the policy retries).
+    For a type that streams weights the deadline is no earlier than the end of the memory
+    channel's queued streams: a batch started sooner would only queue its pass behind them.
     ``wait_cycles: 0`` is greedy: a free TBU takes whatever is queued. Types with
     ``batch.max`` 1 never reach it (:attr:`on` is false for them).
     """
 
-    __slots__ = ("sim", "kick", "max", "wait", "on", "armed")
+    __slots__ = ("sim", "kick", "max", "wait", "on", "streams", "armed")
 
     def __init__(self, sim: Simulation, kick: Callable[[int, int], None]) -> None:
         types = sim.task_types
@@ -377,6 +379,7 @@ class Batcher:
         self.max = [tt.batch_max for tt in types]
         self.wait = [tt.batch_wait_cycles for tt in types]
         self.on = [m > 1 for m in self.max]
+        self.streams = [tt.streamed_bytes > 0 for tt in types]
         self.armed: dict[tuple[int, int], int] = {}  # (cluster, type) -> pending timer's cycle
 
     def due(self, q: deque[TaskRun], c: int, t: int) -> bool:
@@ -385,7 +388,15 @@ class Batcher:
         if len(q) >= self.max[t]:
             return True
         deadline = q[0].ready_at + self.wait[t]
-        if self.sim.now >= deadline:
+        now = self.sim.now
+        if self.streams[t]:
+            # Memory first: while the channel still has weight streams queued, a batch started
+            # now would only queue its pass behind them, so it keeps gathering partners until
+            # the channel is about to run dry (fewer, fuller passes over the weights).
+            backlog_end = self.sim.chip.memory.stream_free_at
+            if backlog_end > deadline:
+                deadline = backlog_end
+        if now >= deadline:
             return True
         key = (c, t)
         if self.armed.get(key, -1) != deadline:
