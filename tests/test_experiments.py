@@ -117,3 +117,23 @@ def test_reproduce_quick_on_one_workflow(tmp_path: Path,
                                             "octopus+DDS", "octopus+ATS", "octopus"))
     assert f"| street-camera | 100 | {wf['task_runs']} | {wf['lower_bound_cycles']:,} | " \
            f"{row} | {wf['speedup']['static']:.2f} |" in md
+
+
+def test_setting_the_count_scales_the_phases_in_proportion() -> None:
+    """DESIGN.md section 5: ``workflow.arrivals.count=N`` scales the phases unless
+    ``workflow.phases`` is set too."""
+    from octosim.errors import UserError
+    from octosim.experiments.config import resolve_config
+
+    cfg = resolve_config("document-ocr", "octopus-chip", "static",
+                         sets=["workflow.arrivals.count=41"])
+    counts = [p["count"] for p in cfg.workflow["phases"]]
+    assert sum(counts) == 41 and counts == [21, 20]  # 100:100, largest remainder
+    assert cfg.build()[0].count == 41
+    tiny = resolve_config("document-ocr", "octopus-chip", "static",
+                          sets=["workflow.arrivals.count=1"])
+    assert [p["count"] for p in tiny.workflow["phases"]] == [1]  # a phase of none is left out
+    with pytest.raises(UserError, match="phase counts add up"):
+        resolve_config("document-ocr", "octopus-chip", "static",
+                       sets=["workflow.arrivals.count=41",
+                             "workflow.phases=[{name: a, count: 5}]"]).build()

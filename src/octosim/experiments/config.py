@@ -111,6 +111,33 @@ def apply_set(cfg: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def scale_phases(wf: Any) -> None:
+    """``--set workflow.arrivals.count=N`` without ``workflow.phases``: the phases keep their
+    proportions (DESIGN.md section 5), their counts rounded by largest remainder so they add up
+    to N; a phase rounded to no instance is left out. Anything malformed is left for the
+    workflow's own validation to report."""
+    if not isinstance(wf, dict):
+        return
+    arrivals, phases = wf.get("arrivals"), wf.get("phases")
+    if not isinstance(arrivals, dict) or not isinstance(phases, list) or not phases:
+        return
+    count = arrivals.get("count")
+    counts = [ph.get("count") if isinstance(ph, dict) else None for ph in phases]
+    if (isinstance(count, bool) or not isinstance(count, int) or count < 1
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                       for c in counts)):
+        return
+    total = sum(counts)  # type: ignore[arg-type]
+    if total <= 0 or total == count:
+        return
+    shares = [c * count / total for c in counts]  # type: ignore[operator]
+    new = [int(x) for x in shares]
+    order = sorted(range(len(shares)), key=lambda i: (new[i] - shares[i], i))
+    for i in order[: count - sum(new)]:
+        new[i] += 1
+    wf["phases"] = [{**ph, "count": n} for ph, n in zip(phases, new, strict=True) if n > 0]
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}",
@@ -141,6 +168,9 @@ def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
             raise UserError("not an arch mapping", file=str(arch_path))
         apply_set(cfg, k, v)
         keys.append(k)
+    if "workflow.arrivals.count" in keys and not any(
+            k == "workflow.phases" or k.startswith("workflow.phases.") for k in keys):
+        scale_phases(cfg["workflow"])
     from octosim.engine.sim import Fault
 
     for f in faults or []:
