@@ -63,6 +63,9 @@ def test_out_dir_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(runs) == sum(t["count"] for t in summary["tasks"].values())
     assert all(e["ph"] == "X" and e["dur"] >= 0 for e in events)
     assert {"decode", "detect"} <= {e["name"] for e in runs}
+    # Microseconds at the arch's clock (1 GHz here): the last event ends at the makespan.
+    end_us = max(e["ts"] + e["dur"] for e in runs)
+    assert end_us == pytest.approx(summary["makespan_cycles"] / 1000.0, rel=1e-9)
 
 
 def test_rerun_from_resolved_config_is_identical(tmp_path: Path,

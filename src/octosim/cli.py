@@ -39,7 +39,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         observers.append(tracer)
     summary = run_config(cfg, observers)
     if args.trace:
-        tracer.write(args.trace)
+        from octosim.model.arch import parse_arch
+
+        tracer.write(args.trace, parse_arch(cfg.arch, cfg.arch_file).clock_ghz)
     if args.out:
         write_run(args.out, cfg, summary)
     if args.json:

@@ -14,8 +14,9 @@ MAX_TRACE_EVENTS = 2_000_000
 
 
 class TraceObserver(Observer):
-    """One complete ("X") event per task run: pid = cluster, tid = TBU; ts/dur in cycles
-    shown as microseconds (1 cycle = 1 us on the timeline)."""
+    """One complete ("X") event per task run: pid = cluster, tid = TBU; ``ts``/``dur`` in
+    microseconds at the arch's clock (DESIGN.md section 5), converted from cycles on
+    :meth:`write`, so the timeline reads in real time."""
 
     def __init__(self, max_events: int = MAX_TRACE_EVENTS) -> None:
         self.events: list[dict[str, Any]] = []
@@ -43,9 +44,14 @@ class TraceObserver(Observer):
     def instance_done(self, inst: Instance, now: int) -> None:
         pass
 
-    def write(self, path: str) -> None:
-        doc = {"traceEvents": self.events, "displayTimeUnit": "ns",
-               "otherData": {"dropped_events": self.dropped, "time_unit": "cycles"}}
+    def write(self, path: str, clock_ghz: float = 1.0) -> None:
+        """Write the trace, cycles turned into microseconds at ``clock_ghz``."""
+        us_per_cycle = 1.0 / (clock_ghz * 1000.0)
+        events = [{**e, "ts": e["ts"] * us_per_cycle, "dur": e["dur"] * us_per_cycle}
+                  for e in self.events]
+        doc = {"traceEvents": events, "displayTimeUnit": "ns",
+               "otherData": {"dropped_events": self.dropped, "time_unit": "us",
+                             "clock_ghz": clock_ghz}}
         try:
             Path(path).write_text(json.dumps(doc))
         except OSError as exc:
