@@ -120,6 +120,10 @@ class OctopusPolicy(Policy):
         self.queues: list[list[deque[TaskRun]]] = [[deque() for _ in range(n)] for _ in range(nc)]
         self.qwork = [[0.0] * n for _ in range(nc)]
         self.rwork = [[0.0] * n for _ in range(nc)]
+        # A run's share of the work it brings: a run of a batching type computes as part of a
+        # full batch (the batched model's cycles over batch.max runs' single cycles); 1.0 else
+        # (an exact no-op on the work of types that do not batch).
+        self.share = [tt.batch_work_ratio for tt in sim.task_types]
         self.n_queued = [0] * nc  # runs queued per cluster, all types
         self.running: list[list[TaskRun]] = [[] for _ in sim.chip.tbus]
         self.tbus = TBUTable(sim, self.kmin)
@@ -198,14 +202,14 @@ class OctopusPolicy(Policy):
             self.tbus.taken(tbu)
         else:
             q.append(run)
-            self.qwork[c][idx] += run.work
+            self.qwork[c][idx] += run.work * self.share[idx]
             self.n_queued[c] += 1
             self.rebalancer.queued(c, idx)
         self.rebalancer.touch(c)
 
     def _queue(self, run: TaskRun, c: int, idx: int) -> None:
         self.queues[c][idx].append(run)
-        self.qwork[c][idx] += run.work
+        self.qwork[c][idx] += run.work * self.share[idx]
         self.n_queued[c] += 1
         self.rebalancer.queued(c, idx)
 
@@ -227,7 +231,7 @@ class OctopusPolicy(Policy):
         q = self.queues[c][idx]
         runs = self.batcher.take(q, idx)
         for r in runs:
-            self.qwork[c][idx] -= r.work
+            self.qwork[c][idx] -= r.work * self.share[idx]
         self.n_queued[c] -= len(runs)
         bmax = self.batcher.max[idx]
         waiting = 1 + (len(q) + bmax - 1) // bmax
@@ -237,7 +241,7 @@ class OctopusPolicy(Policy):
         rwork = self.rwork[c]
         for r in runs:
             running.append(r)
-            rwork[idx] += r.work
+            rwork[idx] += r.work * self.share[idx]
             self.forecaster.started(r, c)
         self.rebalancer.note(c)
 
@@ -245,7 +249,7 @@ class OctopusPolicy(Policy):
         assert self.sim is not None
         self.sim.start(run, tbu, k)
         self.running[tbu.id].append(run)
-        self.rwork[c][run.tt.idx] += run.work
+        self.rwork[c][run.tt.idx] += run.work * self.share[run.tt.idx]
         self.rebalancer.note(c)
         # Its successors arrive when it completes: the forecaster announces them now.
         self.forecaster.started(run, c)
@@ -254,7 +258,7 @@ class OctopusPolicy(Policy):
         tbu = run.tbu
         assert tbu is not None
         self.running[tbu.id].remove(run)
-        self.rwork[tbu.cluster][run.tt.idx] -= run.work
+        self.rwork[tbu.cluster][run.tt.idx] -= run.work * self.share[run.tt.idx]
         self.rebalancer.touch(tbu.cluster)
         self.rebalancer.touch(run.inst.cluster)
         self.forecaster.completed(run)
@@ -283,7 +287,7 @@ class OctopusPolicy(Policy):
             kmin = len(free) + 1  # nothing single to start below
         while q and len(free) >= kmin:
             run = q.popleft()
-            self.qwork[c][idx] -= run.work
+            self.qwork[c][idx] -= run.work * self.share[idx]
             self.n_queued[c] -= 1
             self._start(run, tbu, self.grants.grant(run, len(free), len(q) + 1, c), c)
         if not q and free:
@@ -302,7 +306,7 @@ class OctopusPolicy(Policy):
         assert sim is not None
         c = tbu.cluster
         for run in self.running[tbu.id]:
-            self.rwork[c][run.tt.idx] -= run.work
+            self.rwork[c][run.tt.idx] -= run.work * self.share[run.tt.idx]
             self.forecaster.aborted(run)
         self.running[tbu.id] = []
         self.tbus.fault(tbu)
@@ -316,7 +320,7 @@ class OctopusPolicy(Policy):
         for idx, q in enumerate(self.queues[cluster]):
             while q:
                 run = q.popleft()
-                self.qwork[cluster][idx] -= run.work
+                self.qwork[cluster][idx] -= run.work * self.share[idx]
                 runs.append(run)
         self.n_queued[cluster] = 0
         return runs
