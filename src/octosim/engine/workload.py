@@ -71,26 +71,26 @@ _EMPTY = np.zeros(0, dtype=_I64)
 FAST_PATHS = True
 
 
-def _ramp(n: int) -> np.ndarray:
-    """``arange(n)`` shared read-only (frame sets of one size reuse it; a write would raise)."""
-    a = _RAMPS.get(n)
+def _shared(cache: dict[int, np.ndarray], n: int, make: Any) -> np.ndarray:
+    """``make(n, dtype=int64)`` shared read-only: frame sets of one size (up to
+    ``_SHARED_MAX``) reuse it, and a write to it would raise."""
+    a = cache.get(n)
     if a is None:
-        a = np.arange(n, dtype=_I64)
+        a = make(n, dtype=_I64)
         a.setflags(write=False)
         if n <= _SHARED_MAX:
-            _RAMPS[n] = a
+            cache[n] = a
     return a
+
+
+def _ramp(n: int) -> np.ndarray:
+    """``arange(n)``, shared read-only (see :func:`_shared`)."""
+    return _shared(_RAMPS, n, np.arange)
 
 
 def _nought(n: int) -> np.ndarray:
-    """``zeros(n)`` of int64, shared read-only like :func:`_ramp`."""
-    a = _NOUGHTS.get(n)
-    if a is None:
-        a = np.zeros(n, dtype=_I64)
-        a.setflags(write=False)
-        if n <= _SHARED_MAX:
-            _NOUGHTS[n] = a
-    return a
+    """``zeros(n)`` of int64, shared read-only (see :func:`_shared`)."""
+    return _shared(_NOUGHTS, n, np.zeros)
 
 
 _SHARED_MAX = 64  # kept for small frame sets only (where a fresh array costs most)
