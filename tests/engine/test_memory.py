@@ -145,10 +145,18 @@ class StreamCheck(Observer):
             self.checked += 1
 
 
-def simulate_recorded(cfg: Any, observers: list[Observer]) -> tuple[Simulation, Any]:
-    wf, arch, policy = cfg.build()
-    sim = Simulation(wf, arch, policy, seed=cfg.seed, observers=observers)
-    return sim, arch
+def simulate_recorded(cfg: Any) -> tuple[Simulation, RecordingChannel, StreamCheck, float]:
+    """Run ``cfg`` with a recording memory channel and a :class:`StreamCheck` on it; return
+    the simulation, the channel, the check and the channel's bandwidth."""
+    wf, arch, pol = cfg.build()
+    sim = Simulation(wf, arch, pol, seed=cfg.seed)
+    bandwidth = arch.memory.bytes_per_cycle
+    ch = RecordingChannel(bandwidth)
+    sim.chip.memory = ch
+    check = StreamCheck(ch)
+    sim.observers.append(check)
+    sim.run()
+    return sim, ch, check, bandwidth
 
 
 @pytest.mark.parametrize("policy", ["octopus", "indiscriminate"])
@@ -156,15 +164,8 @@ def simulate_recorded(cfg: Any, observers: list[Observer]) -> tuple[Simulation, 
 @given(data=st.data())
 def test_whole_runs_conserve_memory_bytes(policy: str, data: st.DataObject) -> None:
     sc = data.draw(scenarios(policy, max_count=12), label="scenario")
-    cfg = run_config(**sc)
-    wf, arch, pol = cfg.build()
-    sim = Simulation(wf, arch, pol, seed=cfg.seed)
-    ch = RecordingChannel(arch.memory.bytes_per_cycle)
-    sim.chip.memory = ch
-    check = StreamCheck(ch)
-    sim.observers.append(check)
-    sim.run()
-    assert over_delivery(transfers(ch), arch.memory.bytes_per_cycle) is None
+    sim, ch, _, bandwidth = simulate_recorded(run_config(**sc))
+    assert over_delivery(transfers(ch), bandwidth) is None
     s = summarize(sim)
     parts = [s["pea_utilization"], *s["idle"].values()]
     assert all(p >= 0 for p in parts)
@@ -177,16 +178,10 @@ def test_whole_run_with_fetches_over_streams_conserves_bytes() -> None:
     """A built-in LLM workflow under Octopus: rebinding fetches land on top of decode streams."""
     cfg = resolve_config("rag-agent", "octopus-chip", "octopus", 1,
                          ["workflow.arrivals.count=6", "workflow.phases=[]"])
-    wf, arch, pol = cfg.build()
-    sim = Simulation(wf, arch, pol, seed=cfg.seed)
-    ch = RecordingChannel(arch.memory.bytes_per_cycle)
-    sim.chip.memory = ch
-    check = StreamCheck(ch)
-    sim.observers.append(check)
-    sim.run()
+    _, ch, check, bandwidth = simulate_recorded(cfg)
     assert check.checked > 0
     assert any(n for n, r, c in ch.log)
-    assert over_delivery(transfers(ch), arch.memory.bytes_per_cycle) is None
+    assert over_delivery(transfers(ch), bandwidth) is None
 
 
 # --- utilisation counts compute only -------------------------------------------------------------
