@@ -404,6 +404,17 @@ class Batcher:
             self.sim.call_at(deadline, lambda: self._fire(c, t, deadline))
         return False
 
+    def dispatch(self, q: deque[TaskRun], c: int, t: int, table: TBUTable,
+                 start: Callable[[TBU], None]) -> None:
+        """Start the batches of type ``t`` queued in ``q`` on cluster ``c`` that are due, each
+        with ``start(tbu)`` on the next TBU of ``table`` bound to it with PEAs free."""
+        while q:
+            tbu = table.first_free(c, t)
+            if tbu is None or not self.due(q, c, t):
+                return
+            start(tbu)
+            table.taken(tbu)
+
     def take(self, q: deque[TaskRun], t: int) -> list[TaskRun]:
         """Pop the next batch (oldest first, at most ``batch.max``) from ``q``."""
         n = min(len(q), self.max[t])

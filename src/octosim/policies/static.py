@@ -182,12 +182,7 @@ class StaticPolicy(Policy):
         """Start the batches of type ``idx`` queued on cluster ``c`` that are due
         (:class:`~octosim.engine.policy.Batcher`) on free TBUs bound to it."""
         q = self.queues[c][idx]
-        while q:
-            tbu = self.tbus.first_free(c, idx)
-            if tbu is None or not self.batcher.due(q, c, idx):
-                return
-            self._start_batch(tbu, q, idx)
-            self.tbus.taken(tbu)
+        self.batcher.dispatch(q, c, idx, self.tbus, lambda tbu: self._start_batch(tbu, q, idx))
 
     def _start_batch(self, tbu: TBU, q: deque[TaskRun], idx: int) -> None:
         assert self.sim is not None

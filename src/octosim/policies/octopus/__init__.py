@@ -216,13 +216,8 @@ class OctopusPolicy(Policy):
     def _dispatch(self, c: int, idx: int) -> None:
         """Start the batches of type ``idx`` queued on cluster ``c`` that are due
         (:class:`~octosim.engine.policy.Batcher`) on TBUs bound to it with PEAs free."""
-        q = self.queues[c][idx]
-        while q:
-            tbu = self.tbus.first_free(c, idx)
-            if tbu is None or not self.batcher.due(q, c, idx):
-                return
-            self._start_batch(tbu, c, idx)
-            self.tbus.taken(tbu)
+        self.batcher.dispatch(self.queues[c][idx], c, idx, self.tbus,
+                              lambda tbu: self._start_batch(tbu, c, idx))
 
     def _start_batch(self, tbu: TBU, c: int, idx: int) -> None:
         """The next batch of the queue of ``idx`` on ``c``, on ``tbu``. With ATS its PEAs are
