@@ -20,9 +20,14 @@ from octosim.policies.octopus.rebalance import ClusterScheduler, FixedPartition
 from octosim.policies.registry import make_policy
 from tests.policies.test_policies import ARCH, ONE_TBU, SHIFT, Log, run
 
+SMALL_HORIZON = 20_000
+
 
 def simulate(wf: dict, arch: dict, observers: list | None = None, faults: tuple[str, ...] = (),
              **params: object) -> tuple[dict[str, Any], Simulation]:
+    # These workflows last 10^5-10^7 cycles: the rebind horizon is scaled down with them, and
+    # set by one gap between arrivals rather than many, so the components' behaviour shows.
+    params = {"horizon_cycles": SMALL_HORIZON, "horizon_arrivals": 1, **params}
     sim = Simulation(parse_workflow(wf, "w.yaml"), parse_arch(arch, "a.yaml"),
                      make_policy("octopus", params), seed=1, observers=observers,
                      faults=[Fault.parse(f) for f in faults])
@@ -150,7 +155,8 @@ def test_null_forecaster_learns_nothing_and_prefetches_nothing() -> None:
     calls = {}
     for pcs in (True, False):
         sim = Simulation(parse_workflow(wf, "w.yaml"), parse_arch(ARCH, "a.yaml"),
-                         make_policy("octopus", {"pcs": pcs}), seed=1)
+                         make_policy("octopus", {"pcs": pcs, "horizon_cycles": SMALL_HORIZON,
+                                                 "horizon_arrivals": 1}), seed=1)
         fetch = sim.prefetch
         seen: list[int] = []
 

@@ -70,6 +70,7 @@ from octosim.policies.registry import register
 from octosim.policies.static import allocate_tbus
 
 if TYPE_CHECKING:
+    from octosim.engine.entities import Instance
     from octosim.engine.sim import Simulation, TaskRun
 
 __all__ = ["OctopusParams", "OctopusPolicy", "Rebalancer", "GrantStrategy", "Forecaster"]
@@ -89,6 +90,17 @@ class OctopusParams(PolicyParams):
     forecast_weight: float = Field(0.5, ge=0.0, le=10.0,
                                    description="weight of announced work against work waiting")
     max_moves: int = Field(4, ge=1, le=1024, description="TBUs moved per scheduler pass")
+    horizon_cycles: int = Field(
+        100_000, ge=1, le=10**13,
+        description="decision horizon of a rebind: a TBU moves only if the work it would do "
+                    "for its new type within this horizon, beyond what that type's own TBUs "
+                    "can do, exceeds the reconfiguration plus the work its old type then "
+                    "could not do (expected work: waiting, running, forecast, and arrivals "
+                    "at the rate of the last horizon)")
+    horizon_arrivals: int = Field(
+        32, ge=0, le=10**6,
+        description="the horizon spans at least this many of the usual gaps between instance "
+                    "arrivals (0: horizon_cycles alone)")
     horizon_grant: bool = Field(True, description="ATS grants a run enough PEAs to finish "
                                 "within the time the cluster needs for the work it holds "
                                 "(a started run cannot move: a narrow long run is a long tail)")
@@ -182,6 +194,11 @@ class OctopusPolicy(Policy):
         """TBUs the coarse level moved to another type."""
         return self.rebalancer.moves
 
+    def place_instance(self, inst: Instance) -> int:
+        c = super().place_instance(inst)
+        self.rebalancer.instance_arrived(c)
+        return c
+
     def control_cycles(self, cbs: int, run: TaskRun) -> int:
         return cbs * self.cb_cycles + self.hop_cycles
 
@@ -191,6 +208,7 @@ class OctopusPolicy(Policy):
         idx = run.tt.idx
         c = run.inst.cluster
         q = self.queues[c][idx]
+        self.rebalancer.arrived(c, idx, run.work * self.share[idx])
         if self.any_batch and self.batcher.on[idx]:
             self._queue(run, c, idx)
             self._dispatch(c, idx)

@@ -13,13 +13,14 @@ TBUs could move now) and the forecast of the policy's
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from octosim.hardware.chip import TBU
     from octosim.policies.octopus import OctopusPolicy
 
-INF = float("inf")
+QUIET_GAPS = 4  # a type is quiet after this many of its usual gaps without an arrival
 
 
 class Rebalancer:
@@ -47,6 +48,20 @@ class Rebalancer:
         # demand only on a chip of one cluster.
         self.one_cluster = nc == 1
         self.no_held = [0] * n
+        # The decision horizon per cluster: ``horizon_cycles``, or ``horizon_arrivals`` of the usual
+        # gaps between instance arrivals there if longer: a decision should hold while the mix
+        # of work it was made for lasts, and the arrival rates it reads are estimated from
+        # about that many arrivals (from 4 the estimate is noisy enough, +-50%, that TBUs
+        # shuttle between types as Poisson bursts come and go).
+        self.min_horizon = float(self.params.horizon_cycles)
+        self.horizons = [self.min_horizon] * nc
+        self._inst_at = [-1] * nc
+        self._inst_gap = [0.0] * nc
+        # Work arrived per cluster and type, decayed to the cycle in ``_recent_at``.
+        self._recent = [[0.0] * n for _ in range(nc)]
+        self._recent_at = [[-1] * n for _ in range(nc)]  # -1: nothing arrived yet
+        self._gap = [[-1.0] * n for _ in range(nc)]  # usual gap between arrivals; -1: none yet
+        self._moved_at = [-(10**18)] * len(sim.chip.tbus)  # cycle each TBU last moved
 
     def start(self) -> None:
         """The TBUs are bound: look at every cluster at the first pass."""
@@ -68,13 +83,100 @@ class Rebalancer:
         """A TBU of cluster ``c`` died (the cluster still has working TBUs)."""
         self.rebalance(c)
 
+    # --- expected work over the decision horizon ------------------------------------------
+
+    def instance_arrived(self, c: int) -> None:
+        """An instance arrived with its home in cluster ``c``: the pace of arrivals sets the
+        horizon."""
+        now = self.sim.now
+        last = self._inst_at[c]
+        self._inst_at[c] = now
+        if last < 0 or now == last:
+            return
+        g = self._inst_gap[c]
+        g = now - last if g == 0 else 0.75 * g + 0.25 * (now - last)
+        self._inst_gap[c] = g
+        self.horizons[c] = max(self.min_horizon, self.params.horizon_arrivals * g)
+
+    def arrived(self, c: int, idx: int, work: float) -> None:
+        """``work`` PEA-cycles of type ``idx`` became ready in cluster ``c``. The work that
+        arrived over about the last horizon (exponentially decayed, time constant one horizon)
+        is what the next horizon is expected to bring: a type with steady traffic keeps the
+        TBUs it needs even at an instant when its queue happens to be empty."""
+        now = self.sim.now
+        at = self._recent_at[c]
+        recent = self._recent[c]
+        if at[idx] < 0:
+            at[idx] = now
+        elif at[idx] != now:
+            gap = now - at[idx]
+            recent[idx] *= math.exp(-gap / self.horizons[c])
+            at[idx] = now
+            # The usual gap between arrivals of the type (a moving average of the last few).
+            g = self._gap[c]
+            g[idx] = gap if g[idx] < 0 else 0.75 * g[idx] + 0.25 * gap
+        recent[idx] += work
+
+    def expected(self, c: int, demand: list[float]) -> list[float]:
+        """``demand`` (work waiting, running and forecast per type) plus the work expected to
+        arrive within the horizon."""
+        now = self.sim.now
+        at = self._recent_at[c]
+        recent = self._recent[c]
+        h = self.horizons[c]
+        return [demand[i] + (recent[i] * math.exp((at[i] - now) / h) if recent[i] else 0.0)
+                for i in range(self.n_types)]
+
+    def quiet(self, c: int, idx: int, actual: list[float]) -> bool:
+        """Type ``idx`` has no work in cluster ``c`` and none arrived within the horizon nor
+        within four of its usual gaps between arrivals (a type whose work comes rarely but
+        regularly is not quiet between two arrivals)."""
+        if actual[idx] > 0:
+            return False
+        if not self._inst_gap[c]:
+            return True  # no pace of arrivals: all the work there is, is there
+        at = self._recent_at[c][idx]
+        if at < 0:
+            return True  # no work of the type has arrived yet
+        since = self.sim.now - at
+        return since >= self.horizons[c] and since >= QUIET_GAPS * self._gap[c][idx]
+
+    def horizon_of(self, c: int, expect: list[float]) -> float:
+        """The horizon a move in cluster ``c`` is judged over: the pace-set horizon, or the
+        time the cluster's PEAs need for all the work expected there if longer (when every
+        instance is there at once, that backlog is all the future there is: a type whose TBUs
+        cannot finish its share of it within that time is short of TBUs)."""
+        return max(self.horizons[c], sum(expect) / self.policy.cluster_peas[c])
+
+    def commit_cycles(self, c: int) -> float:
+        """How long a moved TBU stays with its new type (:meth:`donor_tbu`): the horizon when
+        instances arrive over time; nothing when all arrived at once (the backlog is all the
+        work there will be, so there are no bursts to chase)."""
+        return self.horizons[c] if self._inst_gap[c] else 0.0
+
+    def net_gain(self, c: int, expect: list[float], count: list[int], r: int, d: int,
+                 drain_cycles: float) -> float:
+        """PEA-cycles a move of one TBU from type ``d`` to type ``r`` gains within the horizon,
+        net of its cost (the cost model of docs/policies.md): the work the TBU would do for
+        ``r`` beyond what ``r``'s own TBUs can do in the horizon (it starts after draining and
+        loading ``r``'s context), minus the work of ``d`` that ``d``'s remaining TBUs then
+        cannot do in the horizon, minus the reconfiguration's PEA-time times one plus the
+        hysteresis (the margin for the chance the TBU must come back)."""
+        peas = self.peas
+        h = self.horizon_of(c, expect)
+        span = peas * h
+        reconfig = self.policy.reconfig_cycles[r]
+        useful = peas * max(0.0, h - drain_cycles - reconfig)
+        gain = min(max(0.0, expect[r] - count[r] * span), useful)
+        loss = min(span, max(0.0, expect[d] - (count[d] - 1) * span))
+        return gain - loss - (1 + self.params.hysteresis) * peas * reconfig
+
     # --- the pass ---------------------------------------------------------------------------
 
     def rebalance(self, c: int) -> None:
-        """One pass of cluster ``c``'s scheduler: move up to ``max_moves`` TBUs from the type
-        whose load per TBU would stay lowest to the most loaded one (a type with runs queued
-        and no TBU first), when the receiver's backlog outlasts a reconfiguration and the move
-        cuts its load per TBU below the donor's after the move by the hysteresis."""
+        """One pass of cluster ``c``'s scheduler: move up to ``max_moves`` TBUs to the most
+        loaded type per TBU (a type with runs queued and no TBU first) from the type that
+        loses least by giving one, each only if its :meth:`net_gain` is positive."""
         sim = self.sim
         now = sim.now
         if self._last_pass[c] == now:
@@ -88,7 +190,8 @@ class Rebalancer:
         held = sim.held_work if self.one_cluster else self.no_held
         # One cycle per queued run on top of its work, so runs of zero cycles still count as
         # demand (a type whose queue holds only such runs would otherwise never get a TBU).
-        # ``actual`` is work that exists; ``demand`` adds the forecast.
+        # ``actual`` is work that exists; ``expect`` adds the forecast and the arrivals the
+        # horizon is expected to bring.
         actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
         demand = policy.forecaster.demand(c, actual)
         for i in range(n):
@@ -96,13 +199,12 @@ class Rebalancer:
                 break
         else:
             return  # nothing to balance
+        expect = self.expected(c, demand)
         table = policy.tbus
         count = list(table.counts[c])
         # TBUs a type could give now (bound to it, not loading, not already leaving).
         movable = [len(s) for s in table.settled[c]]
-        peas = self.peas
-        reconfig = policy.reconfig_cycles
-        slack = 1 + self.params.hysteresis
+        span = self.peas * self.horizon_of(c, expect)
         for _ in range(self.params.max_moves):
             # A type with runs queued and no TBU must get one (or it would never progress):
             # the one with the most demand; otherwise the most loaded type per TBU receives.
@@ -116,37 +218,38 @@ class Rebalancer:
                     r, best, starving = i, demand[i], True
             if not starving:
                 for i in range(n):
-                    di = demand[i]
-                    if di > 0:
-                        v = di / (count[i] if count[i] > 1 else 1)
+                    ei = expect[i]
+                    if demand[i] > 0 and ei > 0:
+                        v = ei / (count[i] if count[i] > 1 else 1)
                         if r < 0 or v > best:
                             r, best = i, v
                 if r < 0:
                     return
-            per_r = demand[r] / max(1, count[r])
-            # Worth moving only if the receiver's backlog outlasts a reconfiguration.
-            if not starving and per_r / peas < 2 * reconfig[r]:
-                return
-            # The donor: among types with a TBU that could move now, the one whose work per
-            # TBU stays lowest after giving one. Donors are judged by work that exists: a
-            # forecast alone never keeps a TBU idle.
+            # The donor: among types with a TBU that could move now, the one that loses the
+            # least work in the horizon by giving one, then the one whose expected work per
+            # TBU stays lowest. A type's last TBU goes only if the type has gone quiet: no
+            # work now and none arrived within the last horizon (else its next run would wait
+            # for a rebind back, and the two would shuttle); to a starving type, as soon as
+            # it has no work now (the starving type cannot progress at all without one).
             d = -1
-            after_d = 0.0
+            loss_d = after_d = 0.0
             for i in range(n):
                 ci = count[i]
-                if i != r and ci >= 1 and movable[i]:
-                    # A type's last TBU goes only if it has no work.
-                    after = actual[i] / (ci - 1) if ci > 1 else INF if actual[i] > 0 else 0.0
-                    if d < 0 or after < after_d:
-                        d, after_d = i, after
+                if i == r or ci < 1 or not movable[i]:
+                    continue
+                if ci == 1 and (actual[i] > 0 if starving else not self.quiet(c, i, actual)):
+                    continue
+                loss = max(0.0, expect[i] - (ci - 1) * span)
+                after = expect[i] / (ci - 1) if ci > 1 else expect[i]
+                if d < 0 or loss < loss_d or loss == loss_d and after < after_d:
+                    d, loss_d, after_d = i, loss, after
             if d < 0:
                 return
-            if not starving and per_r <= slack * after_d:
-                return
-            if starving and after_d == INF:
-                return
-            tbu = self.donor_tbu(c, d)
+            tbu, drain = self.donor_tbu(c, d, committed_too=starving)
             if tbu is None:
+                movable[d] = 0  # all its movable TBUs are committed: try the next donor
+                continue
+            if not starving and self.net_gain(c, expect, count, r, d, drain - now) <= 0:
                 return
             if actual[r] <= 0 and (tbu.busy or tbu.blocked):
                 return  # for forecast work alone, only an idle TBU moves
@@ -156,14 +259,22 @@ class Rebalancer:
             self.moves += 1
             self.move(tbu, r)
 
-    def donor_tbu(self, c: int, d: int) -> TBU | None:
+    def donor_tbu(self, c: int, d: int, committed_too: bool = True
+                  ) -> tuple[TBU | None, int]:
         """The TBU of type ``d`` in cluster ``c`` that could move now and will drain first
-        (idle ones at once)."""
+        (idle ones at once), and the cycle it drains (now for an idle one). Unless
+        ``committed_too``, a TBU that moved less than a horizon ago stays: the gain a move was
+        judged on is a gain over the horizon, so the move holds that long (without this, TBUs
+        shuttle between types as Poisson bursts come and go)."""
         running = self.policy.running
+        moved_at = self._moved_at
+        since = self.sim.now - self.commit_cycles(c)
         best = None
         # The least (drain cycle, PEAs held, id), compared field by field.
         b_drain = b_held = b_id = 0
         for t in self.policy.tbus.settled[c][d].values():
+            if not committed_too and moved_at[t.id] > since:
+                continue
             drain = 0
             for r in running[t.id]:
                 if r.end_at > drain:
@@ -172,12 +283,13 @@ class Rebalancer:
             if best is None or drain < b_drain or drain == b_drain and (
                     held < b_held or held == b_held and t.id < b_id):
                 best, b_drain, b_held, b_id = t, drain, held, t.id
-        return best
+        return best, max(b_drain, self.sim.now)
 
     def move(self, tbu: TBU, target: int) -> None:
         """Rebind ``tbu`` to ``target``: at once if idle, else when it has drained (its next
         context fetched ahead by the forecaster, its free PEAs given to its running runs)."""
         policy = self.policy
+        self._moved_at[tbu.id] = self.sim.now
         if tbu.busy == 0 and tbu.blocked == 0:
             policy.tbus.bind(tbu, target)
             return
@@ -266,16 +378,29 @@ class ClusterScheduler(Rebalancer):
                 soonest = min(r.end_at for r in runs)
             if wait is None or soonest - now < wait:
                 wait = soonest - now
-        # The first idle TBU (by id) bound to a type with nothing queued.
-        idle = None
+        if wait is not None and wait <= 2 * policy.reconfig_cycles[idx]:
+            return
+        # The first idle TBU (by id) bound to a type with nothing queued (its last TBU only if
+        # it has gone quiet), and only if the move pays within the horizon.
         queues = policy.queues[c]
+        qwork = policy.qwork[c]
+        rwork = policy.rwork[c]
+        actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] for i in range(self.n_types)]
+        count = policy.tbus.counts[c]
+        idle = None
+        since = now - self.commit_cycles(c)  # TBUs moved after this are committed
+        moved_at = self._moved_at
         for j, tbus in enumerate(settled):
-            if j == idx or queues[j]:
+            if j == idx or queues[j] or (count[j] <= 1 and not self.quiet(c, j, actual)):
                 continue
             for t in tbus.values():
-                if t.busy == 0 and t.blocked == 0 and (idle is None or t.id < idle.id):
+                if (t.busy == 0 and t.blocked == 0 and moved_at[t.id] <= since
+                        and (idle is None or t.id < idle.id)):
                     idle = t
-        if idle is None or (wait is not None and wait <= 2 * policy.reconfig_cycles[idx]):
+        if idle is None:
+            return
+        expect = self.expected(c, policy.forecaster.demand(c, actual))
+        if self.net_gain(c, expect, list(count), idx, idle.bound, 0) <= 0:
             return
         self.moves += 1
         self.move(idle, idx)
@@ -302,7 +427,7 @@ class FixedPartition(Rebalancer):
             d = max(range(n), key=lambda i: (count[i], -i))
             if count[d] < 2:
                 return  # too few TBUs left to give every type one
-            tbu = self.donor_tbu(c, d)
+            tbu, _ = self.donor_tbu(c, d)
             if tbu is not None:
                 self.move(tbu, idx)
             else:
