@@ -124,6 +124,7 @@ class StaticPolicy(Policy):
     summary = "compile-time TBU partition, fixed PEAs, FIFO, coupled control, bounded buffers"
     Params = StaticParams
     params: StaticParams
+    _demand: list[float] | None = None
 
     def pea_grant(self, tt: TaskType) -> int:
         p = self.params.peas
@@ -213,7 +214,7 @@ class StaticPolicy(Policy):
         types = sim.task_types
         n = len(types)
         self.k = [self.pea_grant(tt) for tt in types]
-        self._demand: list[float] | None = None
+        self._demand = None
         self.pea_mode = self.params.granularity == "pea"
         if self.pea_mode:
             # A run's PEAs lie in one TBU.
