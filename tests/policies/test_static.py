@@ -83,8 +83,9 @@ def test_explicit_partition_and_errors() -> None:
         run(w, partition={"a": 2, "b": 3})
     assert str(info.value) == "error: policy.partition: partition uses 5 TBUs but a cluster has 4"
     with pytest.raises(UserError) as info:
-        run(w, partition={"a": 2})
-    assert str(info.value) == "error: policy.partition: task 'b' has no TBUs"
+        run(w, partition={"a": 4})
+    assert str(info.value) == ("error: policy.partition: partition leaves 0 TBUs for 1 other "
+                               "task types (each needs one)")
     with pytest.raises(UserError) as info:
         run(w, partition={"a": 1, "b": 1, "zz": 1})
     assert str(info.value) == "error: policy.partition.zz: unknown task 'zz'"

@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 
 
 def start_batch(sim: ResourceActions, runs: list[TaskRun], tbu: TBU, k: int,
-                any_context: bool = False) -> int:
-    """Start ``runs`` as one batch on ``k`` free PEAs of ``tbu`` (see the module docstring);
-    return the batch's completion cycle."""
+                any_context: bool = False, peas: list[int] | None = None) -> int:
+    """Start ``runs`` as one batch on ``k`` free PEAs of ``tbu`` (see the module docstring;
+    ``peas``: which ones, with ``any_context``); return the batch's completion cycle."""
     if len(runs) == 1:
-        return sim.start_any(runs[0], tbu, k) if any_context else sim.start(runs[0], tbu, k)
+        return (sim.start_any(runs[0], tbu, k, peas) if any_context
+                else sim.start(runs[0], tbu, k))
     lead = runs[0]
     tt = lead.tt
     if not runs or len(runs) > tt.batch_max or any(r.tt is not tt for r in runs):
@@ -59,6 +60,8 @@ def start_batch(sim: ResourceActions, runs: list[TaskRun], tbu: TBU, k: int,
     # that many passes of the batched model.
     work = round(longest * (tt.batch_cycles[len(runs) - 1] / tt.model_cycles))
     if any_context:
+        if peas is not None:
+            sim._take_last(tbu, peas, k)
         ready = sim._load_on_peas(lead, tbu, k)
         stream = round(streamed_on_peas(tt, k, sim.arch) * scale)
     else:

@@ -56,6 +56,9 @@ class FaultInjector:
         aborted: list[TaskRun] = []
         for tbu in victims:
             tbu.alive = False
+            if tbu.loading_peas:
+                acct.reconfig_peas -= tbu.loading_peas
+                tbu.loading_peas = 0
             if tbu.reconfiguring:
                 tbu.reconfiguring = False
                 tbu.loading = UNBOUND

@@ -23,6 +23,9 @@ breaks their preconditions is a policy bug and raises ``RuntimeError``):
   another one load the run's first; the TBU becomes bound to no single type).
 - ``start_batch(runs, tbu, k, any_context=False) -> end``: start up to ``batch.max`` runs of
   one type as one batch, one pass over the weights for all (``engine/batching.py``).
+- ``load_peas(tbu, task, peas) -> ready``: load a context into some free PEAs of a TBU bound
+  to no single type, for good (a TBU shared by stages, each on its own PEAs; ``on_freed``
+  follows when they are ready); runs start there with ``start_any(..., peas=)``.
 - ``grow(run, extra) -> end``: give a running run ``extra`` more free PEAs of its TBU.
 - ``bind(tbu, task) -> ready``: load a context into an idle TBU (``on_bound`` then
   ``on_freed`` follow when it is ready).

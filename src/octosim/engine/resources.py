@@ -13,7 +13,7 @@ import heapq
 import math
 from typing import TYPE_CHECKING
 
-from octosim.engine.core import BOUND, COMPLETE
+from octosim.engine.core import BOUND, COMPLETE, TIMER
 from octosim.engine.entities import MAX_CYCLE, TaskRun, too_late
 from octosim.engine.tasks import streamed_on_peas
 from octosim.hardware.chip import MIXED, TBU, UNBOUND
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from octosim.engine.backpressure import StageBuffers
     from octosim.engine.core import EventLoop
     from octosim.engine.entities import Observer
+    from octosim.engine.policy import Policy
     from octosim.engine.tasks import TaskType
     from octosim.hardware.chip import Chip
     from octosim.model.arch import ArchSpec
@@ -44,6 +45,7 @@ class ResourceActions:
     progress: int
     reconfigurations: int
     run_reconfigurations: int
+    policy: Policy
 
     def service_cycles(self, run: TaskRun, k: int) -> int:
         """Compute cycles of ``run`` on ``k`` PEAs: speed-up 1 + (k-1)*split_efficiency."""
@@ -141,24 +143,84 @@ class ResourceActions:
             stream = round(stream * run.stream_scale)
         return self._launch(run, tbu, k, self.now, stream, run.work)
 
-    def start_batch(self, runs: list[TaskRun], tbu: TBU, k: int, any_context: bool = False
-                    ) -> int:
+    def start_batch(self, runs: list[TaskRun], tbu: TBU, k: int, any_context: bool = False,
+                    peas: list[int] | None = None) -> int:
         """Start ``runs`` (one type, at most its ``batch.max``, in dispatch order) as one batch
         on ``k`` free PEAs of ``tbu``: one pass over the weights for all of them (see
         :mod:`octosim.engine.batching`); with ``any_context``, on PEAs holding any context, as
-        :meth:`start_any`. Return the batch's completion cycle (every run's)."""
+        :meth:`start_any` (``peas``: on which). Return the batch's completion cycle (every
+        run's)."""
         from octosim.engine.batching import start_batch
 
-        return start_batch(self, runs, tbu, k, any_context)
+        return start_batch(self, runs, tbu, k, any_context, peas)
 
-    def start_any(self, run: TaskRun, tbu: TBU, k: int) -> int:
+    def start_any(self, run: TaskRun, tbu: TBU, k: int, peas: list[int] | None = None
+                  ) -> int:
         """Start ``run`` on ``k`` free PEAs of ``tbu`` whatever contexts they hold: PEAs whose
         last task was of another type first load this one's context (``fixed_cycles`` plus
         the context over the shared memory channel). The TBU is then *mixed*: bound to no
-        single type. For policies that share PEAs indiscriminately."""
+        single type. For policies that share PEAs indiscriminately. With ``peas`` (``k`` ids
+        of free PEAs of ``tbu``), on those PEAs: a policy that keeps each type on its own PEAs
+        of a shared TBU (:meth:`load_peas`) never reloads them."""
+        if peas is not None:
+            self._take_last(tbu, peas, k)
         ready = self._load_on_peas(run, tbu, k)
         stream = round(streamed_on_peas(run.tt, k, self.arch) * run.stream_scale)
         return self._launch(run, tbu, k, ready, stream, run.work)
+
+    def _take_last(self, tbu: TBU, peas: list[int], k: int) -> None:
+        """Move the free PEAs ``peas`` to the end of ``tbu.free``, where a start takes its
+        ``k`` PEAs from."""
+        free = tbu.free
+        if len(peas) != k or len(set(peas)) != k or any(p not in free for p in peas):
+            raise RuntimeError(f"policy bug: PEAs {peas} are not {k} free PEAs of {tbu}")
+        chosen = set(peas)
+        free[:] = [p for p in free if p not in chosen] + list(peas)
+
+    def load_peas(self, tbu: TBU, task: int, peas: list[int]) -> int:
+        """Load type ``task``'s context into the free PEAs ``peas`` of ``tbu``, for good: a TBU
+        whose PEAs are split between types, each keeping its context resident in its own
+        PEAs (a static mapping packing small stages into one TBU). Costs what :meth:`bind`
+        does (``reconfig.fixed_cycles`` plus the context over the memory channel); the PEAs
+        are taken until it is done, then free again (``on_freed`` follows). The TBU is
+        *mixed* from now on; runs start there with :meth:`start_any` on their type's PEAs
+        (``peas=``), with no further load. Return when the context is ready."""
+        if not tbu.alive or tbu.reconfiguring or tbu.bound >= 0:
+            raise RuntimeError(f"policy bug: loading PEAs of {tbu}, which is bound or down")
+        free = tbu.free
+        chosen = set(peas)
+        if not peas or len(chosen) != len(peas) or any(p not in free for p in peas):
+            raise RuntimeError(f"policy bug: PEAs {peas} are not free PEAs of {tbu}")
+        now = self.now
+        acct = self.acct
+        acct.integrate(now)
+        if tbu.bound == UNBOUND:
+            acct.unbound_peas -= tbu.n_peas
+            tbu.bound = MIXED
+        free[:] = [p for p in free if p not in chosen]
+        tbu.loading_peas += len(peas)
+        acct.reconfig_peas += len(peas)
+        done = (self.fetch_context(self.task_types[task].context_bytes)
+                + self.arch.reconfig.fixed_cycles)
+        ctx = self.pea_ctx
+        for p in peas:
+            ctx[p] = task
+        self.reconfigurations += 1
+        for ob in self.observers:
+            ob.reconfigured(tbu, task, now, done)
+        loaded = list(peas)
+
+        def ready() -> None:
+            if not tbu.alive:
+                return  # died while loading (the fault took its PEAs off the books)
+            acct.integrate(self.now)
+            tbu.loading_peas -= len(loaded)
+            acct.reconfig_peas -= len(loaded)
+            tbu.free.extend(loaded)
+            self.policy.on_freed(tbu)
+
+        self.loop.schedule(done, TIMER, ready)
+        return done
 
     def _load_on_peas(self, run: TaskRun, tbu: TBU, k: int) -> int:
         """:meth:`start_any`'s checks and context load on the ``k`` PEAs ``run`` takes;

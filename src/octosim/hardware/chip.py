@@ -21,7 +21,7 @@ class TBU:
 
     __slots__ = ("id", "cluster", "local", "free", "n_peas", "busy", "blocked", "bound",
                  "reconfiguring", "loading", "alive", "running", "prefetch_task",
-                 "prefetch_done")
+                 "prefetch_done", "loading_peas")
 
     def __init__(self, tbu_id: int, cluster: int, local: int, pea_ids: list[int]) -> None:
         self.id = tbu_id
@@ -38,6 +38,7 @@ class TBU:
         self.running = 0  # task runs in flight on this TBU
         self.prefetch_task = UNBOUND  # context being fetched ahead into a shadow buffer
         self.prefetch_done = 0
+        self.loading_peas = 0  # PEAs loading a context of their own (:meth:`load_peas`)
 
     def __repr__(self) -> str:
         return f"TBU({self.id}, cluster={self.cluster}, bound={self.bound}, free={len(self.free)})"

@@ -47,6 +47,8 @@ class ReactivePolicy(StaticPolicy):
         n_clusters = sim.chip.n_clusters
         self.imbalanced_since: list[int | None] = [None] * n_clusters
         self.moves = 0
+        # Per cluster and type: the last cycle it had work (a run became ready or finished).
+        self.last_work = [[0] * len(sim.task_types) for _ in range(n_clusters)]
         self._armed = False
         self._arm()
 
@@ -60,10 +62,73 @@ class ReactivePolicy(StaticPolicy):
 
     def on_ready(self, run: TaskRun) -> None:
         super().on_ready(run)
+        c = run.inst.cluster
+        idx = run.tt.idx
+        self.last_work[c][idx] = self.sim.now if self.sim is not None else 0
+        if not self.tbus.counts[c][idx]:
+            self._restore(c)
         self._arm()
 
     def on_complete(self, run: TaskRun) -> None:
+        tbu = run.tbu
+        if tbu is not None and self.sim is not None:
+            self.last_work[tbu.cluster][run.tt.idx] = self.sim.now
         self._arm()
+
+    def on_bound(self, tbu: TBU) -> None:
+        super().on_bound(tbu)
+        self._restore(tbu.cluster)
+
+    def _starved(self, c: int, idx: int) -> bool:
+        """Type ``idx`` has work on cluster ``c`` (queued, or held at producers) and no PEAs
+        there: no TBU serving it, no PEAs of a shared TBU."""
+        assert self.sim is not None
+        if self.tbus.counts[c][idx] or any(t.alive for t in self.slices[c][idx]):
+            return False
+        return bool(self.queues[c][idx]) or self.sim.held_work[idx] > 0
+
+    def _restore(self, c: int) -> None:
+        """Give every starved type of cluster ``c`` (:meth:`_starved`; it gave its last TBU
+        away while idle) a TBU back at once: from the type with the most TBUs (at least two,
+        one of them settled), the one least held by back-pressure and least busy. Some type
+        has two whenever one has none (static gives each type one to start with); if its
+        TBUs are all still loading, :meth:`on_bound` retries."""
+        sim = self.sim
+        assert sim is not None
+        counts = self.tbus.counts[c]
+        for idx in range(len(counts)):
+            if not self._starved(c, idx):
+                continue
+            settled = self.tbus.settled[c]
+            donors = [i for i in range(len(counts)) if counts[i] > 1 and settled[i]]
+            if not donors:
+                return
+            donor = max(donors, key=lambda i: (counts[i], -i))
+            tbu = min(settled[donor].values(),
+                      key=lambda t: (t.blocked > 0, t.busy + t.blocked, t.id))
+            self.tbus.drain(tbu, idx)
+            self.moves += 1
+            if tbu.busy == 0 and tbu.blocked == 0:
+                self.drained(tbu)
+
+    def _idle(self, c: int, idx: int) -> bool:
+        """Type ``idx`` has had no work on cluster ``c`` (nothing queued, running or held by
+        back-pressure) for its window (one check period if the window is 0)."""
+        sim = self.sim
+        assert sim is not None
+        if self.queues[c][idx] or sim.held_work[idx] > 0:
+            return False
+        window = self.params.window_cycles or self.params.check_cycles
+        if sim.now - self.last_work[c][idx] < window:
+            return False
+        if any(t.busy or t.blocked for t in self.tbus.settled[c][idx].values()):
+            return False
+        owner = self.owner
+        for t in self.slices[c][idx]:
+            if t.alive and sum(1 for p in t.free if owner[p] == idx) < self.slice_peas[
+                    (t.id, idx)]:
+                return False  # a run of it is on its PEAs of a shared TBU
+        return True
 
     def _check(self) -> None:
         sim = self.sim
@@ -97,7 +162,13 @@ class ReactivePolicy(StaticPolicy):
         # (held work is counted on the chip as a whole: it is tracked per stage).
         held = sim.held_work if sim.chip.n_clusters == 1 else [0] * len(counts)
         waiting = [self.queued_work[c][i] + held[i] for i in range(len(counts))]
-        load = [waiting[i] / max(1, counts[i]) for i in range(len(counts))]
+        if self.pea_mode:  # PEAs in shared TBUs count as the fraction of a TBU they are
+            per_tbu = sim.arch.tbu.peas
+            share = [sum(self.slice_peas[(t.id, i)] for t in self.slices[c][i] if t.alive)
+                     / per_tbu for i in range(len(counts))]
+            load = [waiting[i] / max(1, counts[i] + share[i]) for i in range(len(counts))]
+        else:
+            load = [waiting[i] / max(1, counts[i]) for i in range(len(counts))]
         hi = max(load)
         if hi <= 0 or 1.0 - (sum(load) / len(load)) / hi <= self.params.threshold:
             self.imbalanced_since[c] = None
@@ -116,8 +187,11 @@ class ReactivePolicy(StaticPolicy):
             # A donor keeps at least one TBU that is bound to it and not leaving, so every
             # stage can always drain (with back-pressure, a stage without TBUs would block
             # its producers forever).
+            # A type may give its last TBU only if it has had no work for the window: it gets
+            # one back as soon as work comes (:meth:`_restore`).
             settled = self.tbus.settled[c]
-            donors = [i for i in range(len(load)) if len(settled[i]) > 1 and i != receiver]
+            donors = [i for i in range(len(load)) if i != receiver and (
+                len(settled[i]) > 1 or (len(settled[i]) == 1 and self._idle(c, i)))]
             if not donors:
                 return
             donor = min(donors, key=lambda i: (load[i], i))
