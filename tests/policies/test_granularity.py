@@ -134,7 +134,7 @@ def two_phases(slots: int) -> dict:
 def test_reactive_takes_an_idle_types_last_tbu_and_gives_one_back(slots: int) -> None:
     loads = Loads()
     sim = simulate(two_phases(slots), "reactive", observers=[loads],
-                   partition={"a": 1, "b": 2, "c": 1}, threshold=0.6, window_cycles=0,
+                   partition={"a": 1, "b": 2, "c": 1}, threshold=0.6, window_cycles=4000,
                    check_cycles=2000, buffer_slots=slots)
     assert sim.instances_done == 200
     later = [(task, start) for _, task, start in loads.loads if start > 0]
