@@ -99,6 +99,23 @@ def test_reproduce_quick_on_one_workflow(tmp_path: Path,
         (load, p) for load in (0.5, 0.8)
         for p in ("static", "reactive", "indiscriminate", "octopus")}
 
+    # Every policy was tuned on unreported seeds; its winner is in every reported run of it,
+    # and the ablation is Octopus's winner with strategies switched off.
+    tuning = report["tuning"]
+    assert set(tuning) == {"static", "reactive", "indiscriminate", "octopus"}
+    tune_runs = [r for r in runs if "tune" in dict(map(tuple, r["spec"]["tags"]))]
+    assert len(tune_runs) == sum(len(t["candidates"]) for t in tuning.values())
+    assert not {r["spec"]["seed"] for r in tune_runs} & set(report["seeds"])
+    for label, r in by_label.items():
+        best, sets = tuning[label.split("+")[0]]["best_sets"], r["spec"]["sets"]
+        i = sets.index(best[0])
+        assert sets[i:i + len(best)] == best, label
+        assert all(s.startswith("policy.") and s[7:10] in ("ats", "pcs")
+                   for s in sets[i + len(best):]), label  # only the ablation's switches after
+    for r in lat:
+        assert set(tuning[r["spec"]["policy"]]["best_sets"]) <= set(r["spec"]["sets"])
+    assert "## Tuning: every policy on equal terms" in (out / "results.md").read_text()
+
     # The recorded configurations rerun to the same makespans through the command line.
     for label in ("static", "octopus+DDS"):
         spec = by_label[label]["spec"]

@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("reproduce", help="the paper's evaluation on the built-in suite")
-    rp.add_argument("--quick", action="store_true", help="fewer instances, one seed, no sweep")
+    rp.add_argument("--quick", action="store_true",
+                    help="fewer instances, one seed, a small tuning budget")
     rp.add_argument("--out", metavar="DIR",
                     help="write results.json, results.md and figures here")
     rp.add_argument("--workers", type=int, default=None,

@@ -5,8 +5,10 @@ Makespans of every built-in workflow on ``octopus-chip`` with all instances avai
 speed-ups over each baseline and the ratio to the lower bound, over several seeds; the
 ablation static → +DDS → +ATS → +PCS; utilisation and the idle breakdown per policy; tail
 latency under Poisson arrivals at 50% and 80% of saturation (saturation = the lower bound's
-throughput). The reactive baseline's threshold and window are swept on the suite first and
-the best setting is used. Every number in the report comes from these runs.
+throughput). Every policy, Octopus included, is first tuned by one procedure on seeds that are
+not reported (:mod:`octosim.experiments.tuning`); its winner is used for all its reported runs,
+and the ablation switches strategies off Octopus's winner. Every number in the report comes from
+these runs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from octosim.errors import UserError
 from octosim.experiments.batch import JsonLines, RunResult, RunSpec, run_many
 from octosim.experiments.run import write_atomic
+from octosim.experiments.tuning import TuningPlan, tune
 from octosim.model.loader import load_yaml_file
 from octosim.workloads import builtin_names, resolve
 
@@ -35,28 +38,25 @@ ABLATION: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("+ATS", OCTOPUS, ("policy.pcs=false",)),
     ("+PCS", OCTOPUS, ()),
 )
+POLICIES = (*BASELINES, OCTOPUS)
 LOADS = (0.5, 0.8)
-REACTIVE_THRESHOLDS = (0.3, 0.5, 0.7)
-REACTIVE_WINDOWS = (0, 2_000_000, 20_000_000, 200_000_000)
-STATIC_GRID: list[dict[str, Any]] = [{"peas": "min"}, {"peas": 4}, {"peas": "max"}]
-INDISCRIMINATE_GRID: list[dict[str, Any]] = [{"peas": 0}, {"peas": 4}, {"peas": 16}]
 PAPER = {"mean": 2.50, "max": 4.26}
 
 
 @dataclass(frozen=True)
 class Plan:
     quick: bool
-    scale: float
-    seeds: tuple[int, ...]
-    sweep: bool
+    scale: float  # instance counts x scale, for the reported runs and the tuning alike
+    seeds: tuple[int, ...]  # reported
+    tuning: TuningPlan  # its seeds are disjoint from ``seeds``
     workflows: tuple[str, ...]
 
 
 def make_plan(quick: bool, workflows: list[str] | None = None) -> Plan:
     names = tuple(workflows or builtin_names("workflow"))
     if quick:
-        return Plan(True, 0.25, (1,), False, names)
-    return Plan(False, 1.0, (1, 2, 3), True, names)
+        return Plan(True, 0.25, (1,), TuningPlan(budget=4, seeds=(101,)), names)
+    return Plan(False, 1.0, (1, 2, 3), TuningPlan(budget=16, seeds=(101, 102)), names)
 
 
 def scaled_sets(workflow: str, scale: float) -> tuple[str, ...]:
@@ -115,53 +115,16 @@ class Reproduction:
 
     # --- experiments ------------------------------------------------------------------------
 
-    def sweep(self, policy: str, grid: list[dict[str, Any]], base: tuple[str, ...] = ()
-              ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-        """Run ``policy`` with every setting of ``grid`` on the suite (seed 1); return the
-        rows and the ``--set`` items of the setting with the best geomean speed-up over the
-        untuned ``static``."""
-        specs = []
-        for wf in self.plan.workflows:
-            scaled = (*scaled_sets(wf, self.plan.scale), *BATCH)
-            specs.append(RunSpec(wf, ARCH, "static", 1, scaled, (("ref", True),)))
-            for i, setting in enumerate(grid):
-                sets = (*scaled, *base, *(f"policy.{k}={v}" for k, v in setting.items()))
-                specs.append(RunSpec(wf, ARCH, policy, 1, sets, (("setting", i),)))
-        results = self._run(specs, f"{policy} sweep")
-        ref = {r.spec.workflow: r.summary["makespan_cycles"] for r in results
-               if r.summary and r.spec.tag("ref")}
-        rows = []
-        for i, setting in enumerate(grid):
-            ratios = [ref[r.spec.workflow] / r.summary["makespan_cycles"] for r in results
-                      if r.summary and r.spec.tag("setting") == i and r.spec.workflow in ref]
-            if len(ratios) == len(self.plan.workflows):
-                rows.append({**setting,
-                             "geomean_speedup_vs_static": round(_geomean(ratios), 4),
-                             "min_speedup_vs_static": round(min(ratios), 4)})
-        if not rows:
-            raise UserError(f"the {policy} sweep produced no complete setting")
-        best = max(rows, key=lambda r: r["geomean_speedup_vs_static"])
-        best["best"] = True
-        keys = list(grid[0])
-        return rows, (*base, *(f"policy.{k}={best[k]}" for k in keys))
-
-    def tune_baselines(self) -> dict[str, Any]:
-        static_rows, static_sets = self.sweep("static", STATIC_GRID)
-        peas = [s for s in static_sets if s.startswith("policy.peas=")]
-        reactive_grid = [{"threshold": th, "window_cycles": w,
-                          "check_cycles": max(10_000, w // 10)}
-                         for th in REACTIVE_THRESHOLDS for w in REACTIVE_WINDOWS]
-        reactive_rows, reactive_sets = self.sweep("reactive", reactive_grid, tuple(peas))
-        indis_rows, indis_sets = self.sweep("indiscriminate", INDISCRIMINATE_GRID)
-        return {"static": (static_rows, static_sets), "reactive": (reactive_rows, reactive_sets),
-                "indiscriminate": (indis_rows, indis_sets)}
+    def tune(self) -> dict[str, Any]:
+        """The tuning table of every policy (the same procedure and budget for each)."""
+        return tune(list(POLICIES), list(self.plan.workflows), self.plan.tuning,
+                    lambda wf: (*scaled_sets(wf, self.plan.scale), *BATCH), ARCH, self._run)
 
     def makespans(self, tuned: dict[str, tuple[str, ...]]) -> list[RunResult]:
         specs = []
-        policies: list[tuple[str, tuple[str, ...]]] = [(b, tuned.get(b, ())) for b in BASELINES]
-        policies.append((OCTOPUS, ()))
+        policies = [(p, tuned.get(p, ())) for p in POLICIES]
         for label, policy, ablated in ABLATION[1:3]:
-            policies.append((f"{policy}{label}", tuple(ablated)))
+            policies.append((f"{policy}{label}", (*tuned.get(policy, ()), *ablated)))
         for wf in self.plan.workflows:
             base = (*scaled_sets(wf, self.plan.scale), *BATCH)
             for seed in self.plan.seeds:
@@ -180,7 +143,7 @@ class Reproduction:
             sat_gap = lower_bounds[wf] / counts[wf]  # cycles per instance at saturation
             for load in LOADS:
                 gap = max(1.0, sat_gap / load)
-                for name in (*BASELINES, OCTOPUS):
+                for name in POLICIES:
                     extra = tuned.get(name, ())
                     sets = (*scaled_sets(wf, self.plan.scale),
                             "workflow.arrivals.process=poisson",
@@ -192,13 +155,13 @@ class Reproduction:
 
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        sweeps: dict[str, Any] = {}
-        tuned: dict[str, tuple[str, ...]] = {}
-        if self.plan.sweep:
-            sweeps = self.tune_baselines()
-            tuned = {name: sets for name, (_, sets) in sweeps.items()}
+        tuning = self.tune()
+        tuned = {name: tuple(t["best_sets"]) for name, t in tuning.items()}
+        t_tuned = time.perf_counter()
         ms = self.makespans(tuned)
-        report = self._summarise(ms, sweeps, tuned)
+        report = self._summarise(ms)
+        report["tuning"] = tuning
+        report["tuning_wall_seconds"] = round(t_tuned - t0, 1)
         lbs = {w["workflow"]: w["lower_bound_cycles"] for w in report["workflows"]}
         counts = {w["workflow"]: w["instances"] for w in report["workflows"]}
         lat = self.latencies(lbs, tuned, counts)
@@ -209,8 +172,7 @@ class Reproduction:
             self.log.close()
         return report
 
-    def _summarise(self, results: list[RunResult], sweeps: dict[str, Any],
-                   tuned: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    def _summarise(self, results: list[RunResult]) -> dict[str, Any]:
         by: dict[tuple[str, int, str], dict[str, Any]] = {}
         for r in results:
             if r.summary:
@@ -277,8 +239,6 @@ class Reproduction:
             "ablation_speedup_vs_static": {k: _stats(v) for k, v in ablation.items()},
             "utilization": {lb: {k: round(statistics.fmean(v), 4) for k, v in d.items()}
                             for lb, d in util.items()},
-            "sweeps": {name: rows for name, (rows, _) in sweeps.items()},
-            "baseline_settings": {name: list(sets) for name, sets in tuned.items()},
             "paper": PAPER,
         }
 
