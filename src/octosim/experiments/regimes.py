@@ -280,7 +280,7 @@ def point_specs(point: Mapping[str, Any], instances: int, seeds: tuple[int, ...]
             for seed in seeds for policy in (OCTOPUS, *BASELINES)]
 
 
-def _point_entry(value: Any, factor: str, results: list[RunResult],
+def point_entry(value: Any, factor: str, results: list[RunResult],
                  seeds: tuple[int, ...]) -> dict[str, Any]:
     entry: dict[str, Any] = {"value": value}
     if factor == "count_spread":
@@ -334,7 +334,7 @@ def regime_map(plan: RegimePlan, tuned_sets: Mapping[str, tuple[str, ...]] | Non
     results = measure_points(points, plan.instances, plan.seeds, tuned_sets, runner, workdir)
     out: dict[str, list[dict[str, Any]]] = {f: [] for f, _ in plan.factors}
     for (f, v), res in zip(labelled, results, strict=True):
-        out[f].append(_point_entry(v, f, res, plan.seeds))
+        out[f].append(point_entry(v, f, res, plan.seeds))
     return out
 
 
