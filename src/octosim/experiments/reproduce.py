@@ -24,6 +24,7 @@ from typing import Any
 
 from octosim.errors import UserError
 from octosim.experiments.batch import JsonLines, RunResult, RunSpec, run_many
+from octosim.experiments.regimes import make_regime_plan, regime_map
 from octosim.experiments.run import write_atomic
 from octosim.experiments.tuning import TuningPlan, tune
 from octosim.model.loader import load_yaml_file
@@ -166,6 +167,8 @@ class Reproduction:
         counts = {w["workflow"]: w["instances"] for w in report["workflows"]}
         lat = self.latencies(lbs, tuned, counts)
         report["latency"] = self._latency_table(lat)
+        report["regimes"] = regime_map(make_regime_plan("quick" if self.plan.quick else "full"),
+                                       tuned, lambda specs: self._run(specs, "regimes"))
         report["failures"] = self.failures
         report["wall_seconds"] = round(time.perf_counter() - t0, 1)
         if self.log:
