@@ -35,13 +35,13 @@ GRIDS: dict[str, Grid] = {
         "buffer_slots": BUFFER_SLOTS,
         "peas": PEA_GRANTS_STATIC,
         "host_cycles": HOST_CYCLES,
-        # "granularity": ["tbu"],  # "pea" joins when granularity lands
+        "granularity": ["tbu", "pea"],
     },
     "reactive": {
         "buffer_slots": BUFFER_SLOTS,
         "peas": PEA_GRANTS_STATIC,
         "host_cycles": HOST_CYCLES,
-        # "granularity": ["tbu"],  # "pea" joins when granularity lands
+        "granularity": ["tbu", "pea"],
         "threshold": [0.3, 0.5, 0.7],
         "window_cycles": [0, 2_000_000, 20_000_000, 200_000_000],
         "max_moves": [1, 4],
@@ -62,6 +62,8 @@ GRIDS: dict[str, Grid] = {
         "hysteresis": [0.1, 0.25, 0.5],
         "max_moves": [1, 4, 16],
         "forecast_weight": [0.0, 0.5, 1.0],
+        "horizon_cycles": [100_000, 1_000_000, 10_000_000],
+        "horizon_arrivals": [8, 32, 128],
     },
 }
 
