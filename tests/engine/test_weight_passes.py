@@ -76,3 +76,28 @@ def test_the_default_is_scale_passes() -> None:
                          "vars": {"history": 60}, "tasks": {"rank": BERT}, "flow": ["rank"]},
                         "w.yaml")
     assert build_task_types(wf, parse_arch(ARCH, "a.yaml"))[0].weight_passes is None
+
+
+def test_critical_path_term_streams_exactly_what_a_scaled_run_streams() -> None:
+    """A run of ``scale`` s streams round(streamed bytes x s) bytes, at ceil(bytes / bandwidth)
+    cycles; the critical-path term once took ceil(ceil(bytes / bandwidth) x s), a cycle more
+    than the run (found by hypothesis: makespan 86,180 < bound 86,181). With one run on one
+    PEA at 1 B/cycle the bound is then exactly the makespan."""
+    def workflow(scale: float) -> dict[str, Any]:
+        return {"owg": 1, "name": "gen", "arrivals": {"process": "batch", "count": 1},
+                "tasks": {"t0": {"kind": "ai", "model": "resnet50", "scale": scale}},
+                "flow": ["t0"]}
+
+    arch = parse_arch({"arch": 1, "name": "one", "tbu": {"peas": 1, "split_efficiency": 0.0},
+                       "cluster": {"tbus": 1, "cbu_cycles": 0}, "pea": {"sram_kib": 64},
+                       "noc": {"hop_cycles": 0}, "control_plane": {"hop_cycles": 0},
+                       "memory": {"bytes_per_cycle": 1}, "reconfig": {"fixed_cycles": 0}},
+                      "a.yaml")
+    streamed = build_task_types(parse_workflow(workflow(1.0), "w.yaml"), arch)[0].streamed_bytes
+    scale = 12_718.25 / streamed  # streams 12,718.25 bytes: the run 12,718 cycles, ceil 12,719
+    for policy in ("static", "octopus"):
+        sim = Simulation(parse_workflow(workflow(scale), "w.yaml"), arch,
+                         make_policy(policy, {}), seed=0)
+        sim.run()
+        assert sim.lower_bound <= sim.makespan
+        assert sim.lower_bound == sim.makespan  # one run, nothing else: the bound is tight

@@ -21,7 +21,7 @@ class TaskType:
                  "mean_work_hint", "cycles_fast", "cycles_upper", "out_fixed", "plain_cp",
                  "weight_passes", "context_ready_cycles",
                  "batch_max", "batch_wait_cycles", "bound_streamed_bytes", "batch_cycles",
-                 "bound_work_ratio", "batch_work_ratio")
+                 "bound_work_ratio", "batch_work_ratio", "memory_bytes_per_cycle")
 
     def __init__(self, tdef: TaskDef, arch: ArchSpec, rank: int, file: str) -> None:
         self.idx = tdef.index
@@ -37,6 +37,7 @@ class TaskType:
         self.sets = tdef.sets
         self.model_cycles = 0
         self.floor_cycles = 0  # streaming the weights a bound TBU cannot hold, at full bandwidth
+        self.memory_bytes_per_cycle = arch.memory.bytes_per_cycle
         self.streamed_bytes = 0  # weights streamed from memory by every run on a bound TBU
         self.weight_bytes = 0
         # Batched execution: up to batch_max runs on one TBU share one pass over the weights

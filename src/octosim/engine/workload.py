@@ -686,7 +686,11 @@ class WorkloadCompiler:
         floor = tt.floor_cycles
         if not floor:
             return svc
-        floors = np.where(scale != 1.0, np.ceil(floor * scale), float(floor)).astype(_I64)
+        # Exactly the stream the engine issues for such a run (``ResourceActions.start``:
+        # round(streamed bytes x scale), then the channel's ceil over the bandwidth), so the
+        # critical path never exceeds what a run can do (ceil(floor x scale) could, by a cycle).
+        scaled = np.ceil(np.round(tt.streamed_bytes * scale) / tt.memory_bytes_per_cycle)
+        floors = np.where(scale != 1.0, scaled, float(floor)).astype(_I64)
         return np.maximum(svc, floors)
 
     def _foreach(self, node: ForeachNode, f: _Frames, b: _Builder) -> None:
