@@ -21,6 +21,7 @@ from typing import Any
 
 from octosim.experiments import regimes as rg
 from octosim.experiments.batch import RunResult, RunSpec, run_many
+from octosim.experiments.report import regime_figure
 
 
 def combined_point(regimes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -31,42 +32,6 @@ def combined_point(regimes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if ok:
             point[factor] = max(ok, key=lambda e: e["speedup_vs_best_baseline"])["value"]
     return point
-
-
-def figure(factor: str, entries: list[dict[str, Any]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [e for e in entries if e.get("speedup_vs_best_baseline") is not None]
-    xs = list(range(len(ok)))
-    labels = [f"{e['value']}\n(CV {e['count_cv']})" if "count_cv" in e else str(e["value"])
-              for e in ok]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(xs, [e["speedup_vs_best_baseline"] for e in ok], "o-", color="black", lw=2,
-            label="over the best baseline")
-    for b, style in zip(rg.BASELINES, (":", "--", "-."), strict=True):
-        ax.plot(xs, [e["speedup"][b] for e in ok], style, lw=1, label=f"over {b}")
-    ax.axhline(rg.PAPER["mean"], color="tab:red", lw=1, label="paper, mean 2.50x")
-    ax.axhline(rg.PAPER["max"], color="tab:red", lw=1, ls="--", label="paper, max 4.26x")
-    ax.axhline(1.0, color="grey", lw=0.8)
-    base = rg.FACTORS[factor].base
-    for x, e in zip(xs, ok, strict=True):
-        if e["value"] == base:
-            ax.axvline(x, color="grey", lw=0.8, ls=":")
-    ax.set_xticks(xs, labels)
-    ax.set_xlabel(f"{factor}: {rg.FACTORS[factor].what} (dotted: base point)")
-    ax.set_ylabel("Octopus speed-up (makespan ratio)")
-    ax.set_ylim(0, max(rg.PAPER["max"] * 1.1,
-                       *(max(e["speedup"].values()) * 1.05 for e in ok)) if ok else 5)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"Regime map: {factor}")
-    fig.tight_layout()
-    path = out / f"regime_{factor}.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     (out / "regimes.json").write_text(json.dumps(report, indent=2) + "\n")
-    figures = [str(figure(f, entries, out)) for f, entries in regimes.items()]
+    figures = [str(regime_figure(f, entries, out)) for f, entries in regimes.items()]
     summary = {
         "wall_seconds": report["wall_seconds"],
         "regimes": {f: [[e["value"], e["speedup_vs_best_baseline"], e.get("best_baseline")]

@@ -68,6 +68,16 @@ def markdown(report: dict[str, Any]) -> str:
               _table(["workflow", "instances", "task runs", "lower bound", *POLICY_ORDER,
                       "× static", "× reactive", "octopus / bound"], rows),
               "", "![speed-up](speedup.png)", ""]
+    vs = [(w["workflow"], w["vs_best_baseline"]) for w in report["workflows"]
+          if "vs_best_baseline" in w]
+    if vs:
+        within = sum(1 for _, v in vs if v["makespan_ratio"] <= 1.02)
+        parts += ["## Octopus against the best baseline", "",
+                  "Octopus's makespan over that of the fastest baseline on each workflow (each "
+                  f"at its tuned setting; mean over seeds). Within 2% or better on {within} of "
+                  f"{len(vs)} workflows.", "",
+                  _table(["workflow", "best baseline", "octopus / best"],
+                         [[w, v["baseline"], _fmt(v["makespan_ratio"], 3)] for w, v in vs]), ""]
     ab = report["ablation_speedup_vs_static"]
     parts += ["## Ablation", "",
               "Speed-up over `static` as each strategy is added (mean over workflows and "
@@ -98,10 +108,52 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{r['mean']:,.0f}", f"{r['p50']:,.0f}", f"{r['p95']:,.0f}",
                          f"{r['p99']:,.0f}"])
         parts += ["## Tail latency under Poisson arrivals", "",
-                  "Arrival rate at 50% and 80% of saturation (the lower bound's throughput on a "
-                  "batch of the same workflow); latency in cycles.", "",
-                  _table(["workflow", "load", "policy", "mean", "p50", "p95", "p99"], rows),
+                  "Arrival rate at 50% and 80% of saturation (the highest throughput any tuned "
+                  "policy sustains on a batch of the same workflow); latency in cycles; "
+                  "reconfigurations per task run (TBU rebinds and context loads).", "",
+                  _table(["workflow", "load", "policy", "mean", "p50", "p95", "p99",
+                          "reconf./run"],
+                         [row + [_fmt(r.get("reconfigurations_per_run", 0.0), 4)]
+                          for row, r in zip(rows, sorted(lat, key=lambda r: (
+                              r["workflow"], r["load"], r["policy"])), strict=True)]),
                   "", "![latency](latency.png)", ""]
+        vsb = report.get("latency_vs_best_baseline")
+        if vsb:
+            parts += ["Octopus's latency over the best baseline's at the same point (the lowest "
+                      "baseline per figure): within 5% on both mean and p99 at "
+                      f"{vsb['within_5pct']} of {vsb['of']} points.", "",
+                      _table(["workflow", "load", "mean", "best (mean)", "p99", "best (p99)",
+                              "octopus reconf./run"],
+                             [[p["workflow"], f"{int(p['load'] * 100)}%", _fmt(p["mean"], 3),
+                               p["mean_best_baseline"], _fmt(p["p99"], 3),
+                               p["p99_best_baseline"],
+                               _fmt(p["octopus_reconfigurations_per_run"], 4)]
+                              for p in vsb["points"]]), ""]
+    regimes = report.get("regimes") or {}
+    if regimes:
+        parts += ["## Regime map", "",
+                  "Octopus's speed-up over the best baseline on a synthetic workflow as one "
+                  "factor at a time moves from a base point (`octosim.experiments.regimes`; "
+                  "`python bench/regimes.py --out DIR --level long` runs the long version), each "
+                  "policy at its tuned setting. The paper's 2.50× (mean) and 4.26× (max) are "
+                  "the red lines in the figures.", ""]
+        for factor, entries in regimes.items():
+            rows = [[str(e["value"]),
+                     _fmt(e["speedup_vs_best_baseline"], 3)
+                     if e.get("speedup_vs_best_baseline") is not None else "failed",
+                     str(e.get("best_baseline", ""))]
+                    + [_fmt(e["speedup"][b], 3) if e.get("speedup") else "" for b in
+                       ("static", "reactive", "indiscriminate")]
+                    for e in entries]
+            parts += [f"### {factor}", "",
+                      _table(["value", "× best baseline", "best baseline", "× static",
+                              "× reactive", "× indiscriminate"], rows), "",
+                      f"![{factor}](regime_{factor}.png)", ""]
+        top = [(f, e) for f, es in regimes.items() for e in es
+               if (e.get("speedup_vs_best_baseline") or 0) >= report["paper"]["mean"]]
+        parts += [("Points at or above the paper's mean: " + ", ".join(
+            f"{f}={e['value']}" for f, e in top)) if top else
+            "No point reaches the paper's mean over the best baseline.", ""]
     if report.get("tuning"):
         parts += [tuning_markdown(report["tuning"])]
     if report.get("failures"):
@@ -279,6 +331,48 @@ def figures(report: dict[str, Any], out: Path) -> None:
         plt.close(fig)
 
 
+def regime_figure(factor: str, entries: list[dict[str, Any]], out: Path) -> Path:
+    """One factor of the regime map: Octopus's speed-up over each baseline and over the best
+    one as the factor moves, with the paper's mean and maximum as reference lines."""
+    import matplotlib
+
+    from octosim.experiments import regimes as rg
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [e for e in entries if e.get("speedup_vs_best_baseline") is not None]
+    xs = list(range(len(ok)))
+    labels = [f"{e['value']}\n(CV {e['count_cv']})" if "count_cv" in e else str(e["value"])
+              for e in ok]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(xs, [e["speedup_vs_best_baseline"] for e in ok], "o-", color="black", lw=2,
+            label="over the best baseline")
+    for b, style in zip(rg.BASELINES, (":", "--", "-."), strict=True):
+        ax.plot(xs, [e["speedup"][b] for e in ok], style, lw=1, label=f"over {b}")
+    ax.axhline(rg.PAPER["mean"], color="tab:red", lw=1, label="paper, mean 2.50x")
+    ax.axhline(rg.PAPER["max"], color="tab:red", lw=1, ls="--", label="paper, max 4.26x")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    base = rg.FACTORS[factor].base
+    for x, e in zip(xs, ok, strict=True):
+        if e["value"] == base:
+            ax.axvline(x, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(xs, labels)
+    ax.set_xlabel(f"{factor}: {rg.FACTORS[factor].what} (dotted: base point)")
+    ax.set_ylabel("Octopus speed-up (makespan ratio)")
+    ax.set_ylim(0, max(rg.PAPER["max"] * 1.1,
+                       *(max(e["speedup"].values()) * 1.05 for e in ok)) if ok else 5)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"Regime map: {factor}")
+    fig.tight_layout()
+    path = out / f"regime_{factor}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_reproduction(report: dict[str, Any], out: Path) -> None:
     figures(report, out)
+    for factor, entries in (report.get("regimes") or {}).items():
+        regime_figure(factor, entries, out)
     write_atomic(out / "results.md", markdown(report) + "\n")
