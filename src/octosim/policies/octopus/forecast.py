@@ -140,7 +140,8 @@ class ControlBlockForecaster(Forecaster):
     def demand(self, c: int, demand: list[float]) -> list[float]:
         fc = self.forecast[c]
         w = self.weight
-        return [demand[i] + w * max(0.0, fc[i]) for i in range(len(demand))]
+        # (``f if f > 0.0 else 0.0`` is max(0.0, f) without a builtin call per type.)
+        return [d + w * (f if f > 0.0 else 0.0) for d, f in zip(demand, fc, strict=True)]
 
     def started(self, run: TaskRun, c: int) -> None:
         # (Queued runs do not announce: their successors are too far off to plan TBUs for.)

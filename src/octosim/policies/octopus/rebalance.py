@@ -167,9 +167,17 @@ class Rebalancer:
         h = self.horizon_of(c, expect)
         span = peas * h
         reconfig = self.policy.reconfig_cycles[r]
-        useful = peas * max(0.0, h - drain_cycles - reconfig)
-        gain = min(max(0.0, expect[r] - count[r] * span), useful)
-        loss = min(span, max(0.0, expect[d] - (count[d] - 1) * span))
+        # (Conditionals for max(0.0, x) and min: the same values without builtin calls.)
+        x = h - drain_cycles - reconfig
+        useful = peas * (x if x > 0.0 else 0.0)
+        x = expect[r] - count[r] * span
+        gain = x if x > 0.0 else 0.0
+        if useful < gain:
+            gain = useful
+        x = expect[d] - (count[d] - 1) * span
+        loss = x if x > 0.0 else 0.0
+        if span < loss:
+            loss = span
         return gain - loss - (1 + self.params.hysteresis) * peas * reconfig
 
     # --- the pass ---------------------------------------------------------------------------
@@ -252,7 +260,9 @@ class Rebalancer:
                     continue
                 if ci == 1 and (actual[i] > 0 if starving else not self.quiet(c, i, actual[i])):
                     continue
-                loss = max(0.0, expect[i] - (ci - 1) * span)
+                loss = expect[i] - (ci - 1) * span
+                if not loss > 0.0:
+                    loss = 0.0
                 after = expect[i] / (ci - 1) if ci > 1 else expect[i]
                 if d < 0 or loss < loss_d or loss == loss_d and after < after_d:
                     d, loss_d, after_d = i, loss, after
@@ -385,16 +395,17 @@ class ClusterScheduler(Rebalancer):
         now = self.sim.now
         running = policy.running
         settled = policy.tbus.settled[c]
-        wait = None
+        # The wait is the least, over this type's TBUs, of the cycles until one of its runs
+        # ends (none for a TBU with nothing running): stop at the first TBU whose wait is
+        # short enough (speed: the same answer as the least, without scanning every run).
+        limit = 2 * policy.reconfig_cycles[idx]
         for t in settled[idx].values():
-            soonest = now
             runs = running[t.id]
-            if runs:
-                soonest = min(r.end_at for r in runs)
-            if wait is None or soonest - now < wait:
-                wait = soonest - now
-        if wait is not None and wait <= 2 * policy.reconfig_cycles[idx]:
-            return
+            if not runs:
+                return
+            for r in runs:
+                if r.end_at - now <= limit:
+                    return
         # The first idle TBU (by id) bound to a type with nothing queued (its last TBU only if
         # it has gone quiet), and only if the move pays within the horizon.
         queues = policy.queues[c]
