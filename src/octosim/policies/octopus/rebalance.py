@@ -395,17 +395,8 @@ class ClusterScheduler(Rebalancer):
         now = self.sim.now
         running = policy.running
         settled = policy.tbus.settled[c]
-        # The wait is the least, over this type's TBUs, of the cycles until one of its runs
-        # ends (none for a TBU with nothing running): stop at the first TBU whose wait is
-        # short enough (speed: the same answer as the least, without scanning every run).
-        limit = 2 * policy.reconfig_cycles[idx]
-        for t in settled[idx].values():
-            runs = running[t.id]
-            if not runs:
-                return
-            for r in runs:
-                if r.end_at - now <= limit:
-                    return
+        # (The three conditions -- an idle TBU, a long wait, a gain -- are checked cheapest
+        # and most often failing first: the same answer, for less. Speed.)
         # The first idle TBU (by id) bound to a type with nothing queued (its last TBU only if
         # it has gone quiet), and only if the move pays within the horizon.
         queues = policy.queues[c]
@@ -416,17 +407,32 @@ class ClusterScheduler(Rebalancer):
         since = now - self.commit_cycles(c)  # TBUs moved after this are committed
         moved_at = self._moved_at
         for j, tbus in enumerate(settled):
-            # (Type j's work, as in ``actual`` below, only where it is read: most runs that
-            # queue find no idle TBU, so the list is built only when one is found.)
-            if j == idx or queues[j] or (count[j] <= 1 and not self.quiet(
-                    c, j, qwork[j] + len(queues[j]) + 0.5 * rwork[j])):
+            if j == idx or queues[j]:
                 continue
+            may_give: bool | None = None  # the type may give a TBU; read when first needed
             for t in tbus.values():
                 if (t.busy == 0 and t.blocked == 0 and moved_at[t.id] <= since
                         and (idle is None or t.id < idle.id)):
+                    if may_give is None:
+                        # (Type j's work, as in ``actual`` below, only where it is read.)
+                        may_give = count[j] > 1 or self.quiet(
+                            c, j, qwork[j] + len(queues[j]) + 0.5 * rwork[j])
+                    if not may_give:
+                        break
                     idle = t
         if idle is None:
             return
+        # The wait is the least, over this type's TBUs, of the cycles until one of its runs
+        # ends (none for a TBU with nothing running): stop at the first TBU whose wait is
+        # short enough (the same answer as the least, without scanning every run).
+        limit = 2 * policy.reconfig_cycles[idx]
+        for t in settled[idx].values():
+            runs = running[t.id]
+            if not runs:
+                return
+            for r in runs:
+                if r.end_at - now <= limit:
+                    return
         actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] for i in range(self.n_types)]
         expect = self.expected(c, policy.forecaster.demand(c, actual))
         if self.net_gain(c, expect, list(count), idx, idle.bound, 0) <= 0:
