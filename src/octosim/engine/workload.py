@@ -27,8 +27,7 @@ exceed ``CHUNK_FRAMES``, and one instance may not expand to more than
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -102,14 +101,28 @@ class _ChunkTooLarge(Exception):
     """The chunk's frames outgrow CHUNK_FRAMES: compile fewer instances at once."""
 
 
-@dataclass
 class FlowPosition:
     """Where a run stands in the flow, as a CBU sees it when the run starts: the rest of its
-    sequence of nodes and the variables of its scope."""
+    sequence of nodes and the variables of its scope. The scope is read from the compiled
+    arrays only when first asked for (speed: a forecast that sees only task nodes ahead never
+    reads it, and reading it is most of the cost of a position)."""
 
-    nodes: list[Node]
-    index: int
-    scope: dict[str, float]
+    __slots__ = ("nodes", "index", "_scope", "_read")
+
+    def __init__(self, nodes: list[Node], index: int,
+                 scope: dict[str, float] | None = None,
+                 read: Callable[[], dict[str, float]] | None = None) -> None:
+        self.nodes = nodes
+        self.index = index
+        self._scope = scope
+        self._read = read
+
+    @property
+    def scope(self) -> dict[str, float]:
+        """The variables of the run's scope."""
+        if self._scope is None:
+            self._scope = self._read() if self._read is not None else {}
+        return self._scope
 
 
 class WorkloadChunk:
@@ -157,6 +170,9 @@ class WorkloadChunk:
     def position(self, node: int, positions: dict[int, tuple[list[Node], int]]) -> FlowPosition:
         """The flow position of run ``node`` (for forecasting policies; not on the hot path)."""
         nodes, index = positions[int(self.block[node])]
+        return FlowPosition(nodes, index, read=lambda: self._scope_at(node))
+
+    def _scope_at(self, node: int) -> dict[str, float]:
         snap = self._snaps[int(self._snap_of[node])]
         elem = int(self._elem_of[node])
         scope = {}
@@ -164,7 +180,7 @@ class WorkloadChunk:
             x = float(arr[elem])
             if x == x:
                 scope[name] = x
-        return FlowPosition(nodes, index, scope)
+        return scope
 
     @property
     def n_nodes(self) -> int:

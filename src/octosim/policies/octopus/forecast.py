@@ -24,6 +24,7 @@ from octosim.model.workflow import (
 if TYPE_CHECKING:
     from octosim.engine.profile import TaskProfile
     from octosim.engine.sim import TaskRun
+    from octosim.engine.workload import FlowPosition
     from octosim.hardware.chip import TBU
     from octosim.policies.octopus import OctopusPolicy
 
@@ -98,6 +99,13 @@ class ControlBlockForecaster(Forecaster):
         self.learned = {}
         self.lookahead = policy.params.lookahead
         self.weight = policy.params.forecast_weight
+        # Flow positions whose lookahead reads no decision, count or statistic (only task
+        # nodes ahead, maybe in parallel arms): the (type, multiplier) of each task level it
+        # adds, in order, replayed instead of walked (speed: the same float additions in the
+        # same order, without the walk or reading the scope). Keyed by the identity of the
+        # node list, which the compiled workload keeps for the whole run.
+        self._plans: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        self._trace: list[tuple[int, float]] | None = None
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -132,25 +140,37 @@ class ControlBlockForecaster(Forecaster):
     def demand(self, c: int, demand: list[float]) -> list[float]:
         fc = self.forecast[c]
         w = self.weight
-        return [demand[i] + w * max(0.0, fc[i]) for i in range(len(demand))]
+        # (``f if f > 0.0 else 0.0`` is max(0.0, f) without a builtin call per type.)
+        return [d + w * (f if f > 0.0 else 0.0) for d, f in zip(demand, fc, strict=True)]
 
     def started(self, run: TaskRun, c: int) -> None:
         # (Queued runs do not announce: their successors are too far off to plan TBUs for.)
         pos = self.sim.flow_position(run)
         out = [0.0] * len(self.mean_work)
-        self._look(pos.nodes, pos.index, pos.scope, self.lookahead, 1.0, out)
+        key = (id(pos.nodes), pos.index)
+        plan = self._plans.get(key)
+        if plan is not None:
+            mean_work = self.mean_work
+            for idx, mult in plan:
+                out[idx] += mult * mean_work[idx]
+        else:
+            self._trace = []
+            self._look(pos.nodes, pos.index, pos, self.lookahead, 1.0, out)
+            if self._trace is not None:
+                self._plans[key] = self._trace
         if any(out):
             self.announced[run.seq] = out
             fc = self.forecast[c]
             for i, v in enumerate(out):
                 fc[i] += v
 
-    def _count(self, node: Node, value: object, scope: dict[str, float]) -> float:
+    def _count(self, node: Node, value: object, pos: FlowPosition) -> float:
         """A foreach/loop count: exact when the CBU can already decide it, else learned."""
         assert isinstance(value, Value)
+        self._trace = None  # not replayable
         if not value.is_random:
             try:
-                return float(round_count(value.sample(0, scope)))
+                return float(round_count(value.sample(0, pos.scope)))
             except (ExprError, KeyError):
                 pass
         st = self.learned.get(node.block)
@@ -159,9 +179,10 @@ class ControlBlockForecaster(Forecaster):
         hint = value.mean_hint()
         return float(hint) if hint is not None else 1.0
 
-    def _look(self, nodes: list[Node], i: int, scope: dict[str, float], depth: int,
+    def _look(self, nodes: list[Node], i: int, pos: FlowPosition, depth: int,
               mult: float, out: list[float]) -> int:
-        """Add the expected work of the next ``depth`` task levels; return depth left."""
+        """Add the expected work of the next ``depth`` task levels; return depth left (and
+        trace them in ``_trace`` while it is not None)."""
         while i < len(nodes) and depth > 0 and mult > 1e-9:
             node = nodes[i]
             i += 1
@@ -169,30 +190,34 @@ class ControlBlockForecaster(Forecaster):
             if t is TaskNode:
                 idx = node.task.index  # type: ignore[attr-defined]
                 out[idx] += mult * self.mean_work[idx]
+                if self._trace is not None:
+                    self._trace.append((idx, mult))
                 depth -= 1
             elif t is ForeachNode:
-                n = self._count(node, node.count, scope)  # type: ignore[attr-defined]
-                depth = self._look(node.body, 0, scope, depth, mult * n,  # type: ignore[attr-defined]
+                n = self._count(node, node.count, pos)  # type: ignore[attr-defined]
+                depth = self._look(node.body, 0, pos, depth, mult * n,  # type: ignore[attr-defined]
                                    out)
             elif t is ParallelNode:
                 left = depth
                 for arm in node.arms:  # type: ignore[attr-defined]
-                    left = min(left, self._look(arm, 0, scope, depth, mult, out))
+                    left = min(left, self._look(arm, 0, pos, depth, mult, out))
                 depth = left
             elif t is BranchNode:
-                depth = self._look_branch(node, scope, depth, mult, out)  # type: ignore[arg-type]
+                depth = self._look_branch(node, pos, depth, mult, out)  # type: ignore[arg-type]
             elif t is LoopNode:
                 loop: LoopNode = node  # type: ignore[assignment]
+                self._trace = None  # not replayable
                 if loop.count is not None:
-                    trips = self._count(loop, loop.count, scope)
+                    trips = self._count(loop, loop.count, pos)
                 else:
                     st = self.learned.get(loop.block)
                     trips = st.total / st.n if st is not None and st.n else 1.0
-                depth = self._look(loop.body, 0, scope, depth, mult * trips, out)
+                depth = self._look(loop.body, 0, pos, depth, mult * trips, out)
         return depth
 
-    def _look_branch(self, node: BranchNode, scope: dict[str, float], depth: int, mult: float,
+    def _look_branch(self, node: BranchNode, pos: FlowPosition, depth: int, mult: float,
                      out: list[float]) -> int:
+        self._trace = None  # not replayable
         st = self.learned.get(node.block)
         learned = st is not None and st.n >= LEARN_AFTER
         left = depth
@@ -200,8 +225,8 @@ class ControlBlockForecaster(Forecaster):
         for ci, case in enumerate(node.cases):
             if case.kind == "when":
                 try:
-                    if case.cond(scope):  # type: ignore[misc]
-                        return self._look(case.body, 0, scope, depth, mult * rest, out)
+                    if case.cond(pos.scope):  # type: ignore[misc]
+                        return self._look(case.body, 0, pos, depth, mult * rest, out)
                     continue
                 except (ExprError, KeyError):
                     p = (st.cases.get(ci, 0) / st.n) if learned and st is not None else 0.5
@@ -211,7 +236,7 @@ class ControlBlockForecaster(Forecaster):
                 p = 1.0
             p = min(p, 1.0)
             if p > 0 and case.body:
-                left = min(left, self._look(case.body, 0, scope, depth, mult * rest * p, out))
+                left = min(left, self._look(case.body, 0, pos, depth, mult * rest * p, out))
             rest *= 1.0 - p
             if rest <= 0:
                 break
