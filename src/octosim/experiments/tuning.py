@@ -189,6 +189,7 @@ def coordinate_descent(policy: str, grid: Grid, budget: int, rng_seed: int = RNG
     sweepable = [k for k in grid if len(grid[k]) > 1]
     since_improvement = 0
     while sweepable and since_improvement < len(sweepable) and len(scores) < budget:
+        before = len(scores)
         for knob in sweepable:
             sweep = [{**current, knob: v} for v in grid[knob]]
             new = yield from evaluate(sweep)
@@ -203,6 +204,8 @@ def coordinate_descent(policy: str, grid: Grid, budget: int, rng_seed: int = RNG
                          "score": scores[_key(grid, current)], "improved": improved})
             if since_improvement >= len(sweepable) or len(scores) >= budget:
                 break
+        if len(scores) == before:  # a whole cycle with nothing new: nothing can change
+            break
 
 
 PROCEDURES: dict[str, Callable[..., Search]] = {
