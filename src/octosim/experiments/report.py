@@ -161,6 +161,17 @@ def tuning_markdown(tuning: dict[str, Any]) -> str:
                      str(len(scores) - len(ok))])
     parts += [_table(["policy", "settings evaluated", "defaults' score", "winner's score",
                       "worst score", "failed settings"], rows), ""]
+    paths = [(policy, t["path"]) for policy, t in tuning.items() if t.get("path")]
+    if paths:
+        parts += ["The path each descent took (knob swept: its best value and the best score "
+                  "so far; a knob whose sweep changed nothing is shown in plain):", ""]
+        for policy, path in paths:
+            steps = [(f"**{step['knob']}={_value(step['best'])}**" if step["improved"]
+                      else f"{step['knob']}={_value(step['best'])}")
+                     + f" ({_fmt(step['score'], 3) if step['score'] is not None else 'failed'})"
+                     for step in path if step["knob"]]
+            parts += [f"- {policy}: " + " → ".join(steps or ["defaults only"])]
+        parts += [""]
     return "\n".join(parts)
 
 
