@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
-import math
 from typing import Any
 
 import pytest
@@ -26,21 +26,75 @@ def fake_runner(makespan: Any, seen: list[RunSpec]) -> Any:
     return run
 
 
+def pass_size(policy: str) -> int:
+    """Settings one pass of the descent evaluates from the defaults (they lie on the grid)."""
+    return 1 + sum(len(v) - 1 for v in GRIDS[policy].values())
+
+
 @pytest.mark.parametrize("quick", [True, False])
-def test_every_policy_gets_the_same_procedure_and_budget(quick: bool) -> None:
+@pytest.mark.parametrize("procedure", ["descent", "random"])
+def test_every_policy_gets_the_same_procedure_and_budget(quick: bool, procedure: str) -> None:
     plan = make_plan(quick)
+    tp = dataclasses.replace(plan.tuning, procedure=procedure)
+    assert plan.tuning.procedure == "descent"  # what reproduce uses, for every policy
     seen: list[RunSpec] = []
-    table = tune(list(POLICIES), WORKFLOWS, plan.tuning, lambda wf: (), "octopus-chip",
-                 fake_runner(lambda s: 150, seen))
+    # A landscape where every knob matters, so the descent never stops before its budget.
+    table = tune(list(POLICIES), WORKFLOWS, tp, lambda wf: (), "octopus-chip",
+                 fake_runner(lambda s: 100 + hash(s.sets) % 997, seen))
     runs = {p: sum(1 for s in seen if s.policy == p) for p in POLICIES}
     for p in POLICIES:
-        size = math.prod(len(v) for v in GRIDS[p].values())
-        n = min(plan.tuning.budget, size)
-        assert table[p]["budget"] == plan.tuning.budget
-        assert len(table[p]["candidates"]) == n, p
-        assert runs[p] == n * len(WORKFLOWS) * len(plan.tuning.seeds), p
-    if quick:  # every grid is larger than the quick budget: exactly the same number of runs
-        assert len(set(runs.values())) == 1, runs
+        t = table[p]
+        assert t["budget"] == plan.tuning.budget and t["procedure"] == procedure
+        assert 1 <= t["evaluated"] == len(t["candidates"]) <= plan.tuning.budget, p
+        assert runs[p] == t["runs"] == t["evaluated"] * len(WORKFLOWS) * len(tp.seeds), p
+        keyed = [tuple(c[k] for k in GRIDS[p]) for c in t["candidates"]]
+        assert len(set(keyed)) == len(keyed), p  # nothing evaluated (or counted) twice
+        scores = [c["score"] for c in t["candidates"]]
+        assert t["best_score"] == min(scores)  # the winner: the argmin of all evaluated
+        assert t["candidates"][scores.index(min(scores))] == {**t["best"], "score": min(scores)}
+    if not quick:  # the full budget covers one whole pass of every policy's grid
+        assert all(table[p]["evaluated"] >= min(pass_size(p), table[p]["budget"])
+                   for p in POLICIES)
+        assert plan.tuning.budget >= max(pass_size(p) for p in POLICIES)
+
+
+def bowl(best: dict[str, Any]) -> Any:
+    """makespan = 100 x (1 + number of knobs off ``best``), over a lower bound of 100."""
+    def makespan(s: RunSpec) -> float:
+        setting = dict(item.removeprefix("policy.").split("=", 1) for item in s.sets)
+        return 100 * (1 + sum(json.loads(setting[k]) != v for k, v in best.items()))
+    return makespan
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_descent_walks_to_a_separable_optimum_and_stops(policy: str) -> None:
+    """On a landscape where each knob's best value does not depend on the others, one pass
+    finds the optimum, and a cycle of sweeps that improves nothing ends the search."""
+    grid = GRIDS[policy]
+    defaults = policy_defaults(policy, grid)
+    best = {k: next((x for x in v if x != defaults[k]), v[0]) for k, v in grid.items()}
+    seen: list[RunSpec] = []
+    table = tune([policy], WORKFLOWS, TuningPlan(budget=1000, seeds=(101,)), lambda wf: (),
+                 "octopus-chip", fake_runner(bowl(best), seen))[policy]
+    assert {k: table["best"][k] for k in grid} == best and table["best_score"] == 1.0
+    sweepable = [k for k in grid if len(grid[k]) > 1]
+    steps = table["path"][1:]
+    assert [step["knob"] for step in steps[:len(sweepable)]] == sweepable  # grid order
+    assert all(step["improved"] for step in steps[:len(sweepable)])  # each knob: off its best
+    assert not any(step["improved"] for step in steps[len(sweepable):])
+    assert len(steps) == 2 * len(sweepable) - 1  # stops after a whole cycle without gain
+    assert pass_size(policy) <= table["evaluated"] < 2 * pass_size(policy)
+    assert len(seen) == table["runs"] == table["evaluated"] * len(WORKFLOWS)
+
+
+def test_the_budget_cuts_a_sweep_short() -> None:
+    grid = GRIDS["octopus"]
+    best = {k: v[-1] for k, v in grid.items()}
+    for budget in (1, 3, 5):
+        seen: list[RunSpec] = []
+        table = tune(["octopus"], WORKFLOWS, TuningPlan(budget=budget, seeds=(101,)),
+                     lambda wf: (), "octopus-chip", fake_runner(bowl(best), seen))["octopus"]
+        assert table["evaluated"] == budget and len(seen) == budget * len(WORKFLOWS)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -68,10 +122,11 @@ def test_tuning_seeds_are_never_reported(quick: bool) -> None:
 
 @pytest.mark.parametrize("scores", [[3.0, 1.0, 1.0, 2.0], [1.0, 1.0, 5.0, 1.0],
                                     [4.0, 3.0, 2.0, 1.5]])
-def test_the_winner_is_the_argmin_of_the_score_ties_to_the_earlier(scores: list[float]
-                                                                    ) -> None:
+@pytest.mark.parametrize("procedure", ["descent", "random"])
+def test_the_winner_is_the_argmin_of_the_score_ties_to_the_earlier(scores: list[float],
+                                                                   procedure: str) -> None:
     """Score = geomean over (workflow, seed) of makespan / lower bound."""
-    plan = TuningPlan(budget=4, seeds=(101, 102))
+    plan = TuningPlan(budget=4, seeds=(101, 102), procedure=procedure)
     per_run = itertools.cycle([0.5, 2.0])  # each candidate's runs: x/2 and 2x, geomean x
 
     def makespan(s: RunSpec) -> float:

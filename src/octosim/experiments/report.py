@@ -169,6 +169,14 @@ def _value(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+PROCEDURE_TEXT = {
+    "descent": "a greedy coordinate descent from its defaults (sweep one knob over its values "
+               "with the others at the best so far, keep the best, knobs in the grid's order, "
+               "until a whole cycle of knobs improves nothing or the budget is spent)",
+    "random": "its defaults plus settings drawn by a seeded random search over its grid",
+}
+
+
 def tuning_markdown(tuning: dict[str, Any]) -> str:
     """The tuning table: per policy, every knob, the values swept, its default and the
     winner, and the budget and seeds it was chosen on."""
@@ -176,11 +184,12 @@ def tuning_markdown(tuning: dict[str, Any]) -> str:
     seeds = ", ".join(map(str, any_t["seeds"]))
     parts = ["## Tuning: every policy on equal terms", "",
              f"Every policy, Octopus included, was tuned by the same procedure before the "
-             f"comparison: its defaults plus settings drawn by a seeded random search over its "
-             f"grid, {any_t['budget']} settings in all (the whole grid if smaller), each run on "
-             f"every workflow with batch arrivals on tuning seed(s) {seeds}, none of which is "
-             "reported. Score: geomean over workflows and seeds of makespan / lower bound "
-             "(lower is better; ties to the earlier candidate, the defaults first). The winner "
+             f"comparison: {PROCEDURE_TEXT.get(any_t.get('procedure', 'random'), '')}, at most "
+             f"{any_t['budget']} settings evaluated per policy (a setting seen before is "
+             f"neither rerun nor counted), each run on every workflow with batch arrivals on "
+             f"tuning seed(s) {seeds}, none of which is reported. Score: geomean over "
+             "workflows and seeds of makespan / lower bound (lower is better; ties to the "
+             "setting evaluated first, the defaults first). The winner "
              "is used for every reported run of that policy; the ablation switches strategies "
              "off Octopus's winner. A knob with one value is held (the host round trip is the "
              "hardware's coupled-control cost).", ""]
@@ -202,8 +211,19 @@ def tuning_markdown(tuning: dict[str, Any]) -> str:
                      _fmt(t["best_score"], 4) if t.get("best_score") is not None else "failed",
                      _fmt(max(ok), 4) if ok else "-",
                      str(len(scores) - len(ok))])
-    parts += [_table(["policy", "settings run", "defaults' score", "winner's score",
+    parts += [_table(["policy", "settings evaluated", "defaults' score", "winner's score",
                       "worst score", "failed settings"], rows), ""]
+    paths = [(policy, t["path"]) for policy, t in tuning.items() if t.get("path")]
+    if paths:
+        parts += ["The path each descent took (knob swept: its best value and the best score "
+                  "so far; a knob whose sweep changed nothing is shown in plain):", ""]
+        for policy, path in paths:
+            steps = [(f"**{step['knob']}={_value(step['best'])}**" if step["improved"]
+                      else f"{step['knob']}={_value(step['best'])}")
+                     + f" ({_fmt(step['score'], 3) if step['score'] is not None else 'failed'})"
+                     for step in path if step["knob"]]
+            parts += [f"- {policy}: " + " → ".join(steps or ["defaults only"])]
+        parts += [""]
     return "\n".join(parts)
 
 

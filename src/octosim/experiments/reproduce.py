@@ -57,7 +57,7 @@ def make_plan(quick: bool, workflows: list[str] | None = None) -> Plan:
     names = tuple(workflows or builtin_names("workflow"))
     if quick:
         return Plan(True, 0.25, (1,), TuningPlan(budget=4, seeds=(101,)), names)
-    return Plan(False, 1.0, (1, 2, 3), TuningPlan(budget=16, seeds=(101, 102)), names)
+    return Plan(False, 1.0, (1, 2, 3), TuningPlan(budget=24, seeds=(101, 102)), names)
 
 
 def scaled_sets(workflow: str, scale: float) -> tuple[str, ...]:
