@@ -62,6 +62,15 @@ class Rebalancer:
         self._recent_at = [[-1] * n for _ in range(nc)]  # -1: nothing arrived yet
         self._gap = [[-1.0] * n for _ in range(nc)]  # usual gap between arrivals; -1: none yet
         self._moved_at = [-(10**18)] * len(sim.chip.tbus)  # cycle each TBU last moved
+        # With bounded stage buffers a stage left without a TBU does not just queue its input:
+        # its producers fill its buffer and then hold their PEAs, blocked, and theirs in turn.
+        self.bounded = policy.buffer_slots > 0
+        self.ranks = [tt.rank for tt in sim.task_types]
+        # With bounded buffers the queues show only what the buffers hold: the work still to
+        # come is estimated from the profile, per instance arrived, less the work completed.
+        self.arrived_instances = [0] * nc
+        self.done_work = [[0.0] * n for _ in range(nc)]
+        self.profile_work = policy.profile_work
 
     def start(self) -> None:
         """The TBUs are bound: look at every cluster at the first pass."""
@@ -83,12 +92,30 @@ class Rebalancer:
         """A TBU of cluster ``c`` died (the cluster still has working TBUs)."""
         self.rebalance(c)
 
+    def completed(self, c: int, idx: int, work: float) -> None:
+        """A run of type ``idx`` homed in cluster ``c`` completed ``work`` PEA-cycles."""
+        self.done_work[c][idx] += work
+
+    def called_off(self, tbu: TBU, target: int) -> None:
+        """The move of ``tbu`` to ``target`` was called off: it drained but for output that
+        back-pressure holds, so it cannot leave until the stage it waits on admits it. It
+        serves its type again; ``target``, if that leaves it with runs queued and no TBU,
+        gets one now from a TBU that can drain."""
+        self.moves -= 1
+        self._moved_at[tbu.id] = -(10**18)  # it never moved: nothing commits it
+        c = tbu.cluster
+        policy = self.policy
+        if policy.queues[c][target] and not policy.tbus.counts[c][target]:
+            self.rebalance(c)
+        self.touch(c)
+
     # --- expected work over the decision horizon ------------------------------------------
 
     def instance_arrived(self, c: int) -> None:
         """An instance arrived with its home in cluster ``c``: the pace of arrivals sets the
         horizon."""
         now = self.sim.now
+        self.arrived_instances[c] += 1
         last = self._inst_at[c]
         self._inst_at[c] = now
         if last < 0 or now == last:
@@ -131,7 +158,7 @@ class Rebalancer:
         """Type ``idx`` has no work in cluster ``c`` and none arrived within the horizon nor
         within four of its usual gaps between arrivals (a type whose work comes rarely but
         regularly is not quiet between two arrivals)."""
-        if actual[idx] > 0:
+        if actual[idx] > 0 or self.fed(idx, actual):
             return False
         if not self._inst_gap[c]:
             return True  # no pace of arrivals: all the work there is, is there
@@ -140,6 +167,16 @@ class Rebalancer:
             return True  # no work of the type has arrived yet
         since = self.sim.now - at
         return since >= self.horizons[c] and since >= QUIET_GAPS * self._gap[c][idx]
+
+    def fed(self, idx: int, actual: list[float]) -> bool:
+        """With bounded buffers: does work of an earlier stage (in flow order) exist, which
+        may bring type ``idx`` work? Such a type keeps its last TBU: given away, its
+        producers would block on its full buffer and hold their PEAs until it came back."""
+        if not self.bounded:
+            return False
+        rank = self.ranks[idx]
+        ranks = self.ranks
+        return any(actual[j] > 0 and ranks[j] < rank for j in range(self.n_types))
 
     def horizon_of(self, c: int, expect: list[float]) -> float:
         """The horizon a move in cluster ``c`` is judged over: the pace-set horizon, or the
@@ -194,6 +231,17 @@ class Rebalancer:
         # horizon is expected to bring.
         actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
         demand = policy.forecaster.demand(c, actual)
+        if self.bounded:
+            # Bounded buffers hold little of the work to come, so the queues alone would
+            # starve the stages downstream of the current bottleneck: each type's demand is
+            # at least its profiled work for the instances arrived, less what it completed.
+            arrived = self.arrived_instances[c]
+            done = self.done_work[c]
+            pw = self.profile_work
+            for i in range(n):
+                rest = arrived * pw[i] - done[i]
+                if rest > demand[i]:
+                    demand[i] = rest
         for i in range(n):
             if demand[i] > 0:
                 break
@@ -237,7 +285,8 @@ class Rebalancer:
                 ci = count[i]
                 if i == r or ci < 1 or not movable[i]:
                     continue
-                if ci == 1 and (actual[i] > 0 if starving else not self.quiet(c, i, actual)):
+                if ci == 1 and (actual[i] > 0 or self.fed(i, actual) if starving
+                                else not self.quiet(c, i, actual)):
                     continue
                 loss = max(0.0, expect[i] - (ci - 1) * span)
                 after = expect[i] / (ci - 1) if ci > 1 else expect[i]
@@ -270,19 +319,30 @@ class Rebalancer:
         moved_at = self._moved_at
         since = self.sim.now - self.commit_cycles(c)
         best = None
-        # The least (drain cycle, PEAs held, id), compared field by field.
+        # The least (holds blocked output, drain cycle, PEAs held, id), field by field. A TBU
+        # holding output that back-pressure keeps drains only when the stage it waits on
+        # admits it, which no end time says (and never, if that stage is the one it would
+        # serve and has no other TBU): one still running goes only if no other TBU of the
+        # type can, one with nothing else running (all it holds is blocked) never.
+        b_blocked = False
         b_drain = b_held = b_id = 0
         for t in self.policy.tbus.settled[c][d].values():
             if not committed_too and moved_at[t.id] > since:
+                continue
+            blocked = t.blocked > 0
+            if blocked and not t.busy:
+                continue
+            if best is not None and blocked and not b_blocked:
                 continue
             drain = 0
             for r in running[t.id]:
                 if r.end_at > drain:
                     drain = r.end_at
             held = t.busy + t.blocked
-            if best is None or drain < b_drain or drain == b_drain and (
-                    held < b_held or held == b_held and t.id < b_id):
-                best, b_drain, b_held, b_id = t, drain, held, t.id
+            if best is None or blocked < b_blocked or blocked == b_blocked and (
+                    drain < b_drain or drain == b_drain and (
+                        held < b_held or held == b_held and t.id < b_id)):
+                best, b_blocked, b_drain, b_held, b_id = t, blocked, drain, held, t.id
         return best, max(b_drain, self.sim.now)
 
     def move(self, tbu: TBU, target: int) -> None:
