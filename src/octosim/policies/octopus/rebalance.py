@@ -67,7 +67,8 @@ class Rebalancer:
         self.bounded = policy.buffer_slots > 0
         self.ranks = [tt.rank for tt in sim.task_types]
         # With bounded buffers the queues show only what the buffers hold: the work still to
-        # come is estimated from the profile, per instance arrived, less the work completed.
+        # come is estimated from the profile, per instance arrived, less the work completed
+        # (:meth:`demand`).
         self.arrived_instances = [0] * nc
         self.done_work = [[0.0] * n for _ in range(nc)]
         self.profile_work = policy.profile_work
@@ -143,6 +144,23 @@ class Rebalancer:
             g = self._gap[c]
             g[idx] = gap if g[idx] < 0 else 0.75 * g[idx] + 0.25 * gap
         recent[idx] += work
+
+    def demand(self, c: int, actual: list[float]) -> list[float]:
+        """Work per type in cluster ``c``: ``actual`` (waiting, running, held) with the
+        forecast. With bounded buffers and every instance there at once, the buffers hold
+        little of the work to come, so the queues alone would strip the stages downstream of
+        the current bottleneck: each type's demand is then its profiled work for the
+        instances arrived, less the work it completed (what a pipeline must be balanced on)."""
+        demand = self.policy.forecaster.demand(c, actual)
+        if self.bounded and not self._inst_gap[c]:
+            arrived = self.arrived_instances[c]
+            done = self.done_work[c]
+            pw = self.profile_work
+            for i in range(self.n_types):
+                rest = arrived * pw[i] - done[i]
+                if rest > demand[i]:
+                    demand[i] = rest
+        return demand
 
     def expected(self, c: int, demand: list[float]) -> list[float]:
         """``demand`` (work waiting, running and forecast per type) plus the work expected to
@@ -230,18 +248,7 @@ class Rebalancer:
         # ``actual`` is work that exists; ``expect`` adds the forecast and the arrivals the
         # horizon is expected to bring.
         actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
-        demand = policy.forecaster.demand(c, actual)
-        if self.bounded:
-            # Bounded buffers hold little of the work to come, so the queues alone would
-            # starve the stages downstream of the current bottleneck: each type's demand is
-            # at least its profiled work for the instances arrived, less what it completed.
-            arrived = self.arrived_instances[c]
-            done = self.done_work[c]
-            pw = self.profile_work
-            for i in range(n):
-                rest = arrived * pw[i] - done[i]
-                if rest > demand[i]:
-                    demand[i] = rest
+        demand = self.demand(c, actual)
         for i in range(n):
             if demand[i] > 0:
                 break
@@ -459,7 +466,7 @@ class ClusterScheduler(Rebalancer):
                     idle = t
         if idle is None:
             return
-        expect = self.expected(c, policy.forecaster.demand(c, actual))
+        expect = self.expected(c, self.demand(c, actual))
         if self.net_gain(c, expect, list(count), idx, idle.bound, 0) <= 0:
             return
         self.moves += 1
