@@ -314,6 +314,12 @@ class TBUTable:
         self.target[tbu.id] = t
         self._refresh(tbu)
 
+    def stay(self, tbu: TBU) -> None:
+        """``tbu`` stops leaving (its drain is called off): it serves the type it is bound to
+        again and may take work (offer it if it has free PEAs)."""
+        self.target[tbu.id] = NONE
+        self._refresh(tbu)
+
     def bound(self, tbu: TBU) -> None:
         """The engine finished loading ``tbu``'s context (call from ``on_bound``)."""
         self._refresh(tbu)

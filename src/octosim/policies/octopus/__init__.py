@@ -148,6 +148,8 @@ class OctopusPolicy(Policy):
             for tt in types
         ]
         prof = profile_workflow(sim.wf, types, sim.seed)
+        # Expected work of each type per instance, as the rebalancer counts work.
+        self.profile_work = [prof[tt.idx].work_per_instance * self.share[tt.idx] for tt in types]
         # The strategies, chosen once.
         self.grants = (MinimalGrant(self) if not p.ats else
                        HorizonGrant(self) if p.horizon_grant else AdaptiveGrant(self))
@@ -275,6 +277,7 @@ class OctopusPolicy(Policy):
         self.rebalancer.touch(tbu.cluster)
         self.rebalancer.touch(run.inst.cluster)
         self.forecaster.completed(run)
+        self.rebalancer.completed(run.inst.cluster, run.tt.idx, run.work * self.share[run.tt.idx])
 
     def on_bound(self, tbu: TBU) -> None:
         self.tbus.bound(tbu)
@@ -286,10 +289,22 @@ class OctopusPolicy(Policy):
             return
         target = self.tbus.leaving_for(tbu)
         if target >= 0:  # draining towards another type
-            self.grants.grow(tbu)
-            if tbu.busy == 0 and tbu.blocked == 0:
-                self.tbus.bind(tbu, target)
-            return
+            if tbu.busy == 0:
+                if tbu.blocked == 0:
+                    self.tbus.bind(tbu, target)
+                    return
+                # Drained but for output back-pressure holds: it leaves only when the stage
+                # it waits on admits that output, maybe never (if that stage is ``target``
+                # with no other TBU). The move is called off, so the TBU serves its type
+                # again and ``target`` counts only TBUs that can reach it: the scheduler
+                # decides again (a type left with runs queued and no TBU gets one at once).
+                self.tbus.stay(tbu)
+                self.rebalancer.called_off(tbu, target)
+                if self.tbus.leaving_for(tbu) >= 0:
+                    return  # chosen again (no other TBU could go)
+            else:
+                self.grants.grow(tbu)
+                return
         c = tbu.cluster
         q = self.queues[c][idx]
         free = tbu.free

@@ -62,6 +62,16 @@ class Rebalancer:
         self._recent_at = [[-1] * n for _ in range(nc)]  # -1: nothing arrived yet
         self._gap = [[-1.0] * n for _ in range(nc)]  # usual gap between arrivals; -1: none yet
         self._moved_at = [-(10**18)] * len(sim.chip.tbus)  # cycle each TBU last moved
+        # With bounded stage buffers a stage left without a TBU does not just queue its input:
+        # its producers fill its buffer and then hold their PEAs, blocked, and theirs in turn.
+        self.bounded = policy.buffer_slots > 0
+        self.ranks = [tt.rank for tt in sim.task_types]
+        # With bounded buffers the queues show only what the buffers hold: the work still to
+        # come is estimated from the profile, per instance arrived, less the work completed
+        # (:meth:`demand`).
+        self.arrived_instances = [0] * nc
+        self.done_work = [[0.0] * n for _ in range(nc)]
+        self.profile_work = policy.profile_work
 
     def start(self) -> None:
         """The TBUs are bound: look at every cluster at the first pass."""
@@ -83,12 +93,30 @@ class Rebalancer:
         """A TBU of cluster ``c`` died (the cluster still has working TBUs)."""
         self.rebalance(c)
 
+    def completed(self, c: int, idx: int, work: float) -> None:
+        """A run of type ``idx`` homed in cluster ``c`` completed ``work`` PEA-cycles."""
+        self.done_work[c][idx] += work
+
+    def called_off(self, tbu: TBU, target: int) -> None:
+        """The move of ``tbu`` to ``target`` was called off: it drained but for output that
+        back-pressure holds, so it cannot leave until the stage it waits on admits it. It
+        serves its type again; ``target``, if that leaves it with runs queued and no TBU,
+        gets one now from a TBU that can drain."""
+        self.moves -= 1
+        self._moved_at[tbu.id] = -(10**18)  # it never moved: nothing commits it
+        c = tbu.cluster
+        policy = self.policy
+        if policy.queues[c][target] and not policy.tbus.counts[c][target]:
+            self.rebalance(c)
+        self.touch(c)
+
     # --- expected work over the decision horizon ------------------------------------------
 
     def instance_arrived(self, c: int) -> None:
         """An instance arrived with its home in cluster ``c``: the pace of arrivals sets the
         horizon."""
         now = self.sim.now
+        self.arrived_instances[c] += 1
         last = self._inst_at[c]
         self._inst_at[c] = now
         if last < 0 or now == last:
@@ -117,6 +145,23 @@ class Rebalancer:
             g[idx] = gap if g[idx] < 0 else 0.75 * g[idx] + 0.25 * gap
         recent[idx] += work
 
+    def demand(self, c: int, actual: list[float]) -> list[float]:
+        """Work per type in cluster ``c``: ``actual`` (waiting, running, held) with the
+        forecast. With bounded buffers and every instance there at once, the buffers hold
+        little of the work to come, so the queues alone would strip the stages downstream of
+        the current bottleneck: each type's demand is then its profiled work for the
+        instances arrived, less the work it completed (what a pipeline must be balanced on)."""
+        demand = self.policy.forecaster.demand(c, actual)
+        if self.bounded and not self._inst_gap[c]:
+            arrived = self.arrived_instances[c]
+            done = self.done_work[c]
+            pw = self.profile_work
+            for i in range(self.n_types):
+                rest = arrived * pw[i] - done[i]
+                if rest > demand[i]:
+                    demand[i] = rest
+        return demand
+
     def expected(self, c: int, demand: list[float]) -> list[float]:
         """``demand`` (work waiting, running and forecast per type) plus the work expected to
         arrive within the horizon."""
@@ -127,12 +172,11 @@ class Rebalancer:
         return [demand[i] + (recent[i] * math.exp((at[i] - now) / h) if recent[i] else 0.0)
                 for i in range(self.n_types)]
 
-    def quiet(self, c: int, idx: int, work: float) -> bool:
-        """Type ``idx`` has no work in cluster ``c`` (``work``: its work that exists there)
-        and none arrived within the horizon nor within four of its usual gaps between
-        arrivals (a type whose work comes rarely but regularly is not quiet between two
-        arrivals)."""
-        if work > 0:
+    def quiet(self, c: int, idx: int, actual: list[float]) -> bool:
+        """Type ``idx`` has no work in cluster ``c`` and none arrived within the horizon nor
+        within four of its usual gaps between arrivals (a type whose work comes rarely but
+        regularly is not quiet between two arrivals)."""
+        if actual[idx] > 0 or self.fed(idx, actual):
             return False
         if not self._inst_gap[c]:
             return True  # no pace of arrivals: all the work there is, is there
@@ -141,6 +185,16 @@ class Rebalancer:
             return True  # no work of the type has arrived yet
         since = self.sim.now - at
         return since >= self.horizons[c] and since >= QUIET_GAPS * self._gap[c][idx]
+
+    def fed(self, idx: int, actual: list[float]) -> bool:
+        """With bounded buffers: does work of an earlier stage (in flow order) exist, which
+        may bring type ``idx`` work? Such a type keeps its last TBU: given away, its
+        producers would block on its full buffer and hold their PEAs until it came back."""
+        if not self.bounded:
+            return False
+        rank = self.ranks[idx]
+        ranks = self.ranks
+        return any(actual[j] > 0 and ranks[j] < rank for j in range(self.n_types))
 
     def horizon_of(self, c: int, expect: list[float]) -> float:
         """The horizon a move in cluster ``c`` is judged over: the pace-set horizon, or the
@@ -202,7 +256,7 @@ class Rebalancer:
         # ``actual`` is work that exists; ``expect`` adds the forecast and the arrivals the
         # horizon is expected to bring.
         actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
-        demand = policy.forecaster.demand(c, actual)
+        demand = self.demand(c, actual)
         for i in range(n):
             if demand[i] > 0:
                 break
@@ -258,7 +312,8 @@ class Rebalancer:
                 ci = count[i]
                 if i == r or ci < 1 or not movable[i]:
                     continue
-                if ci == 1 and (actual[i] > 0 if starving else not self.quiet(c, i, actual[i])):
+                if ci == 1 and (actual[i] > 0 or self.fed(i, actual) if starving
+                                else not self.quiet(c, i, actual)):
                     continue
                 loss = expect[i] - (ci - 1) * span
                 if not loss > 0.0:
@@ -295,19 +350,30 @@ class Rebalancer:
         moved_at = self._moved_at
         since = self.sim.now - self.commit_cycles(c)
         best = None
-        # The least (drain cycle, PEAs held, id), compared field by field.
+        # The least (holds blocked output, drain cycle, PEAs held, id), field by field. A TBU
+        # holding output that back-pressure keeps drains only when the stage it waits on
+        # admits it, which no end time says (and never, if that stage is the one it would
+        # serve and has no other TBU): one still running goes only if no other TBU of the
+        # type can, one with nothing else running (all it holds is blocked) never.
+        b_blocked = False
         b_drain = b_held = b_id = 0
         for t in self.policy.tbus.settled[c][d].values():
             if not committed_too and moved_at[t.id] > since:
+                continue
+            blocked = t.blocked > 0
+            if blocked and not t.busy:
+                continue
+            if best is not None and blocked and not b_blocked:
                 continue
             drain = 0
             for r in running[t.id]:
                 if r.end_at > drain:
                     drain = r.end_at
             held = t.busy + t.blocked
-            if best is None or drain < b_drain or drain == b_drain and (
-                    held < b_held or held == b_held and t.id < b_id):
-                best, b_drain, b_held, b_id = t, drain, held, t.id
+            if best is None or blocked < b_blocked or blocked == b_blocked and (
+                    drain < b_drain or drain == b_drain and (
+                        held < b_held or held == b_held and t.id < b_id)):
+                best, b_blocked, b_drain, b_held, b_id = t, blocked, drain, held, t.id
         return best, max(b_drain, self.sim.now)
 
     def move(self, tbu: TBU, target: int) -> None:
@@ -404,6 +470,7 @@ class ClusterScheduler(Rebalancer):
         rwork = policy.rwork[c]
         count = policy.tbus.counts[c]
         idle = None
+        actual: list[float] | None = None
         since = now - self.commit_cycles(c)  # TBUs moved after this are committed
         moved_at = self._moved_at
         for j, tbus in enumerate(settled):
@@ -414,9 +481,13 @@ class ClusterScheduler(Rebalancer):
                 if (t.busy == 0 and t.blocked == 0 and moved_at[t.id] <= since
                         and (idle is None or t.id < idle.id)):
                     if may_give is None:
-                        # (Type j's work, as in ``actual`` below, only where it is read.)
-                        may_give = count[j] > 1 or self.quiet(
-                            c, j, qwork[j] + len(queues[j]) + 0.5 * rwork[j])
+                        if count[j] > 1:
+                            may_give = True
+                        else:  # (every type's work, built only where it is read)
+                            if actual is None:
+                                actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i]
+                                          for i in range(self.n_types)]
+                            may_give = self.quiet(c, j, actual)
                     if not may_give:
                         break
                     idle = t
@@ -433,8 +504,9 @@ class ClusterScheduler(Rebalancer):
             for r in runs:
                 if r.end_at - now <= limit:
                     return
-        actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] for i in range(self.n_types)]
-        expect = self.expected(c, policy.forecaster.demand(c, actual))
+        if actual is None:
+            actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] for i in range(self.n_types)]
+        expect = self.expected(c, self.demand(c, actual))
         if self.net_gain(c, expect, list(count), idx, idle.bound, 0) <= 0:
             return
         self.moves += 1
