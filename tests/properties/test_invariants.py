@@ -406,7 +406,10 @@ def test_no_pea_runs_two_tasks_at_once(policy: str, data: st.DataObject) -> None
     assert sim.acct.busy_peas == 0 and sim.acct.blocked_peas == 0
     for tbu in sim.chip.tbus:
         if tbu.alive:
-            assert sorted(tbu.free) == pea_ids(sc["arch"], tbu.id)
+            # (PEAs still loading a context for good, ``load_peas``, e.g. for a stage that
+            # never ran, are off the free list until the load ends, after the last run.)
+            assert set(tbu.free) <= set(pea_ids(sc["arch"], tbu.id))
+            assert len(set(tbu.free)) + tbu.loading_peas == tbu.n_peas
             assert tbu.busy == 0 and tbu.blocked == 0 and tbu.running == 0
 
 
