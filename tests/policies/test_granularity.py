@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from octosim.engine.metrics import summarize
-from octosim.engine.sim import Observer, Simulation
+from octosim.engine.sim import Fault, Observer, Simulation
 from octosim.errors import UserError
 from octosim.model.arch import parse_arch
 from octosim.model.workflow import parse_workflow
@@ -158,3 +158,27 @@ def test_any_partition_runs_or_is_a_user_error(part: dict, gran: str, slots: int
         assert str(exc).startswith("error: policy") and "\n" not in str(exc)
         return
     assert sim.instances_done == 12
+
+
+@pytest.mark.parametrize("policy", ["static", "reactive"])
+def test_a_type_whose_only_slice_dies_borrows_pes_of_a_shared_tbu(policy: str) -> None:
+    """Five types on six TBUs of three PEAs: one whole TBU, the rest shared. TBU 0 dies at
+    cycle 0 with t0's only PEAs; no type has two whole TBUs to spare, so t0 takes a run's
+    worth of PEAs another type holds on a live shared TBU (found by hypothesis: the run was
+    stuck with t0 waiting and no PEA of its own)."""
+    wf = {"owg": 1, "name": "gen", "arrivals": {"process": "batch", "count": 1},
+          "tasks": {"t0": {"kind": "general", "cycles": 0},
+                    "t1": {"kind": "ai", "model": "mobilenet_v2", "scale": 0, "peas": [1, 1]},
+                    "t2": {"kind": "ai", "model": "mobilenet_v2", "scale": 0, "peas": [1, 2]},
+                    "t3": {"kind": "general", "cycles": 0, "out_bytes": 0},
+                    "t4": {"kind": "ai", "model": "mobilenet_v2", "scale": 0, "peas": [1, 1]}},
+          "flow": ["t4", "t3", "t1", "t0", "t2", "t2"]}
+    arch = {"arch": 1, "name": "six", "pea": {"rows": 1, "cols": 1, "sram_kib": 0},
+            "tbu": {"peas": 3, "split_efficiency": 0.0}, "cluster": {"tbus": 6, "cbu_cycles": 0},
+            "noc": {"hop_cycles": 0}, "control_plane": {"hop_cycles": 0},
+            "memory": {"bytes_per_cycle": 1}, "reconfig": {"fixed_cycles": 0}}
+    sim = Simulation(parse_workflow(wf, "w.yaml"), parse_arch(arch, "a.yaml"),
+                     make_policy(policy, {"granularity": "pea"}), seed=0,
+                     faults=[Fault.parse("tbu:0@0")])
+    sim.run()
+    assert sim.instances_done == 1

@@ -227,6 +227,7 @@ class StaticPolicy(Policy):
         self.owner = [-1] * len(sim.pea_ctx)
         self.sharing: dict[int, list[int]] = {}
         self.slice_peas: dict[tuple[int, int], int] = {}  # (shared TBU id, type) -> PEAs
+        self.shared_peas: dict[int, list[int]] = {}  # shared TBU id -> its working PEAs
         self.pea_partition: list[list[int]] = []
         self.queues: list[list[deque[TaskRun]]] = []
         self.queued_work: list[list[int]] = [[0] * n for _ in range(sim.chip.n_clusters)]
@@ -296,6 +297,7 @@ class StaticPolicy(Policy):
                     continue
                 free = list(tbu.free)
                 self.sharing[tbu.id] = [t for t, _ in b]
+                self.shared_peas[tbu.id] = list(free)
                 for t, count in b:
                     mine, free = free[:count], free[count:]
                     for p in mine:
@@ -319,6 +321,53 @@ class StaticPolicy(Policy):
             if len(mine) >= k:
                 return tbu, mine[-k:]
         return None
+
+    def _lend_slice(self, c: int, idx: int) -> bool:
+        """Type ``idx`` lost every TBU and PEA of cluster ``c`` to a fault: give it a run's
+        worth of the PEAs another type holds on a live shared TBU, from the type that keeps
+        the most PEAs after it (and at least a run's worth of its own). Its runs load their
+        context on them when they start there (``start_any``), as any shared PEA whose last
+        run was of another type. Return whether it found some."""
+        sim = self.sim
+        assert sim is not None
+        k = self.k[idx]
+        owner = self.owner
+        held = [0] * len(self.k)  # PEAs each type holds in the cluster, whole TBUs included
+        for t in sim.chip.cluster_tbus[c]:
+            if not t.alive:
+                continue
+            if t.bound >= 0:
+                held[t.bound] += t.n_peas
+            elif t.id in self.sharing:
+                for p in self.shared_peas[t.id]:
+                    if owner[p] >= 0:
+                        held[owner[p]] += 1
+        best: tuple[int, TBU, int] | None = None
+        for tbu_id, types in self.sharing.items():
+            tbu = sim.chip.tbus[tbu_id]
+            if not tbu.alive or tbu.cluster != c:
+                continue
+            for j in types:
+                mine = sum(1 for p in self.shared_peas[tbu_id] if owner[p] == j)
+                left = held[j] - k
+                if j != idx and mine >= k and left >= self.k[j] and (
+                        best is None or left > best[0]):
+                    best = (left, tbu, j)
+        if best is None:
+            return False
+        _, tbu, j = best
+        lent = [p for p in self.shared_peas[tbu.id] if owner[p] == j]
+        lent = ([p for p in lent if p in tbu.free] + [p for p in lent if p not in tbu.free])[:k]
+        for p in lent:
+            owner[p] = idx
+        self.slice_peas[(tbu.id, j)] -= k
+        self.slice_peas[(tbu.id, idx)] = self.slice_peas.get((tbu.id, idx), 0) + k
+        if idx not in self.sharing[tbu.id]:
+            self.sharing[tbu.id].append(idx)
+        if tbu not in self.slices[c][idx]:
+            self.slices[c][idx].append(tbu)
+        self._serve_shared(tbu)
+        return True
 
     def _serve_shared(self, tbu: TBU) -> None:
         """PEAs of the shared ``tbu`` freed: start what its types have queued on their own
@@ -458,10 +507,14 @@ class StaticPolicy(Policy):
                 continue
             donor = max(range(len(counts)), key=lambda i: (counts[i], -i))
             if counts[donor] < 2:
-                return  # too few TBUs left to give every type one: work waits for none
+                # Too few whole TBUs to spare one: PEAs of a shared TBU, if any type can spare
+                # a run's worth there (else work waits for none).
+                self._lend_slice(c, idx)
+                continue
             cands = [t for t in alive if leaving[t.id] < 0 and (
                 t.bound == donor or (t.reconfiguring and t.loading == donor))]
             if not cands:
+                self._lend_slice(c, idx)
                 continue
             pick = min(cands, key=lambda t: (t.busy + t.blocked, t.id))
             self.tbus.drain(pick, idx)
