@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 class IndiscriminateParams(PolicyParams):
     host_cycles: int = Field(2000, ge=0, le=10**9,
                              description="coupled-control round trip per Control Block")
-    # 16 (clamped to each task's range) won the sweep in `octosim reproduce`.
+    # A default only: `octosim reproduce` tunes every knob (experiments/tuning.py); the
+    # winners are in docs/results/results.md.
     peas: int = Field(16, ge=0, le=4096,
                       description="PEAs per run (clamped to the task's range); 0 = its minimum")
     affinity: bool = Field(False, description="prefer PEAs that already hold the context")

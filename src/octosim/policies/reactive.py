@@ -6,7 +6,7 @@ above ``threshold`` for ``window_cycles``, one
 TBU of the least loaded type (that has more than one) stops taking work, drains, and is rebound
 to the most loaded type, paying the reconfiguration (*Reactive Load Rebalancing*): it acts only
 after the imbalance has shown itself, and only on drained TBUs. Its threshold and window are
-swept on the suite and the best setting is the default (docs/results.md).
+tuned with the other knobs by ``octosim reproduce``, as every policy's are (docs/results.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class ReactiveParams(StaticParams):
-    # Defaults: the best setting of the sweep in `octosim reproduce` (docs/results.md).
+    # Defaults only: `octosim reproduce` tunes every knob from them (experiments/tuning.py);
+    # the winners are in docs/results/results.md.
     threshold: float = Field(0.7, gt=0.0, le=1.0,
                              description="imbalance 1 - mean/max of waiting work per TBU that "
                                          "triggers a rebind")

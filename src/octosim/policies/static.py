@@ -38,7 +38,8 @@ class StaticParams(PolicyParams):
     granularity: Literal["tbu", "pea"] = Field(
         "tbu", description="partition unit: whole TBUs per type, or PEAs (small stages share "
                            "a TBU, each on its own PEAs)")
-    # "max" won the sweep in `octosim reproduce` (docs/results.md): tuned, not a strawman.
+    # A default only: `octosim reproduce` tunes it with the other knobs (experiments/tuning.py);
+    # the winner is in docs/results/results.md.
     peas: Literal["min", "max"] | int = Field(
         "max", description="PEAs per run: the task's min, its max, or a number (clamped)")
     profile_instances: int = Field(256, ge=1, le=100_000)
