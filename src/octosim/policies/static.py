@@ -11,6 +11,7 @@ each cluster gets the same partition and instances are spread round-robin.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -254,15 +255,23 @@ class StaticPolicy(Policy):
             counts = by_size[len(alive)]
             # Larger TBUs (fewer dead PEAs) first, to the most demanding types.
             usable.sort(key=lambda t: (-t.n_peas, t.id))
-            it = iter(usable)
-            for idx, count in enumerate(counts):
-                for _ in range(count):
-                    tbu = next(it)
-                    if tbu.n_peas < self.k[idx]:
-                        raise UserError(f"TBU {tbu.id} has {tbu.n_peas} working PEAs, fewer "
-                                        f"than the {self.k[idx]} that {types[idx].name} needs")
-                    self.tbus.bind(tbu, idx)
+            self._bind_whole(sim, iter(usable), counts)
             self.partition.append(counts)
+
+    def _bind_whole(self, sim: Simulation, it: Iterator[TBU], counts: list[int]) -> list[int]:
+        """Bind the next ``counts[idx]`` TBUs of ``it`` to each type ``idx`` (each must hold a
+        run's PEAs); return the PEAs each type got."""
+        peas = [0] * len(counts)
+        for idx, count in enumerate(counts):
+            for _ in range(count):
+                tbu = next(it)
+                if tbu.n_peas < self.k[idx]:
+                    raise UserError(f"TBU {tbu.id} has {tbu.n_peas} working PEAs, fewer "
+                                    f"than the {self.k[idx]} that "
+                                    f"{sim.task_types[idx].name} needs")
+                self.tbus.bind(tbu, idx)
+                peas[idx] += tbu.n_peas
+        return peas
 
     def _setup_peas(self, sim: Simulation) -> None:
         """Pea granularity: each cluster's TBUs packed by :meth:`pea_packing`. A TBU holding
@@ -277,17 +286,8 @@ class StaticPolicy(Policy):
             if caps not in by_caps:
                 by_caps[caps] = self.pea_packing(sim, list(caps))
             counts, packing = by_caps[caps]
-            peas = [0] * n
             it = iter(usable)
-            for idx, count in enumerate(counts):
-                for _ in range(count):
-                    tbu = next(it)
-                    if tbu.n_peas < self.k[idx]:
-                        raise UserError(f"TBU {tbu.id} has {tbu.n_peas} working PEAs, fewer "
-                                        f"than the {self.k[idx]} that "
-                                        f"{sim.task_types[idx].name} needs")
-                    self.tbus.bind(tbu, idx)
-                    peas[idx] += tbu.n_peas
+            peas = self._bind_whole(sim, it, counts)
             whole = [0] * n
             for b in packing:
                 tbu = next(it)
