@@ -145,6 +145,20 @@ class Rebalancer:
             g[idx] = gap if g[idx] < 0 else 0.75 * g[idx] + 0.25 * gap
         recent[idx] += work
 
+    def work_now(self, c: int, held: list[int] | None = None) -> list[float]:
+        """Work that exists per type in cluster ``c``: queued, half the running, and ``held``
+        (by back-pressure) if given. One cycle per queued run on top of its work, so runs of
+        zero cycles still count (a type whose queue holds only such runs would otherwise
+        never get a TBU)."""
+        policy = self.policy
+        queues = policy.queues[c]
+        qwork = policy.qwork[c]
+        rwork = policy.rwork[c]
+        if held is None:
+            return [qwork[i] + len(queues[i]) + 0.5 * rwork[i] for i in range(self.n_types)]
+        return [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i]
+                for i in range(self.n_types)]
+
     def demand(self, c: int, actual: list[float]) -> list[float]:
         """Work per type in cluster ``c``: ``actual`` (waiting, running, held) with the
         forecast. With bounded buffers and every instance there at once, the buffers hold
@@ -248,14 +262,9 @@ class Rebalancer:
         policy = self.policy
         n = self.n_types
         queues = policy.queues[c]
-        qwork = policy.qwork[c]
-        rwork = policy.rwork[c]
-        held = sim.held_work if self.one_cluster else self.no_held
-        # One cycle per queued run on top of its work, so runs of zero cycles still count as
-        # demand (a type whose queue holds only such runs would otherwise never get a TBU).
         # ``actual`` is work that exists; ``expect`` adds the forecast and the arrivals the
         # horizon is expected to bring.
-        actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] + held[i] for i in range(n)]
+        actual = self.work_now(c, sim.held_work if self.one_cluster else None)
         demand = self.demand(c, actual)
         for i in range(n):
             if demand[i] > 0:
@@ -466,8 +475,6 @@ class ClusterScheduler(Rebalancer):
         # The first idle TBU (by id) bound to a type with nothing queued (its last TBU only if
         # it has gone quiet), and only if the move pays within the horizon.
         queues = policy.queues[c]
-        qwork = policy.qwork[c]
-        rwork = policy.rwork[c]
         count = policy.tbus.counts[c]
         idle = None
         actual: list[float] | None = None
@@ -485,8 +492,7 @@ class ClusterScheduler(Rebalancer):
                             may_give = True
                         else:  # (every type's work, built only where it is read)
                             if actual is None:
-                                actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i]
-                                          for i in range(self.n_types)]
+                                actual = self.work_now(c)
                             may_give = self.quiet(c, j, actual)
                     if not may_give:
                         break
@@ -505,7 +511,7 @@ class ClusterScheduler(Rebalancer):
                 if r.end_at - now <= limit:
                     return
         if actual is None:
-            actual = [qwork[i] + len(queues[i]) + 0.5 * rwork[i] for i in range(self.n_types)]
+            actual = self.work_now(c)
         expect = self.expected(c, self.demand(c, actual))
         if self.net_gain(c, expect, list(count), idx, idle.bound, 0) <= 0:
             return
