@@ -182,3 +182,29 @@ def test_a_type_whose_only_slice_dies_borrows_pes_of_a_shared_tbu(policy: str) -
                      faults=[Fault.parse("tbu:0@0")])
     sim.run()
     assert sim.instances_done == 1
+
+
+def test_reactive_gives_back_a_whole_tbu_from_a_type_that_also_has_a_share() -> None:
+    """``w`` needs a whole TBU and idles in the first phase, so reactive gives its TBU to
+    ``x``, which also holds PEAs of the shared TBU. When ``w``'s work comes, ``x`` (one whole
+    TBU plus a share) is the only type that can give one back; counting only whole TBUs, no
+    type had two and the run was stuck (found by hypothesis in CI)."""
+    arch = {"arch": 1, "name": "two", "cluster": {"tbus": 2, "cbu_cycles": 0},
+            "tbu": {"peas": 4, "split_efficiency": 1.0}, "noc": {"hop_cycles": 0},
+            "reconfig": {"fixed_cycles": 100}, "memory": {"bytes_per_cycle": 1e12}}
+    w = wf({"w": {"kind": "general", "cycles": 4000, "peas": [4, 4]},
+            "x": {"kind": "general", "cycles": 8000, "peas": [1, 1]},
+            "y": {"kind": "general", "cycles": 100, "peas": [1, 1]}},
+           ["x", {"foreach": "nw", "do": ["w"]}, "y"], count=200, vars={"nw": 0},
+           phases=[{"name": "x-only", "count": 100, "vars": {"nw": 0}},
+                   {"name": "both", "count": 100, "vars": {"nw": 2}}])
+    w["arrivals"] = {"process": "periodic", "interarrival_cycles": 400, "count": 200}
+    loads = Loads()
+    sim = Simulation(parse_workflow(w, "w.yaml"), parse_arch(arch, "a.yaml"),
+                     make_policy("reactive", {"granularity": "pea", "threshold": 0.1,
+                                              "window_cycles": 5000, "check_cycles": 1000}),
+                     seed=0, observers=[loads])
+    sim.run()
+    assert sim.instances_done == 200
+    tbu_of_w = [tbu for tbu, task, start in loads.loads if task == 0 and start > 0]
+    assert tbu_of_w, "w gets a whole TBU back when its work comes"

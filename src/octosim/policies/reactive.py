@@ -90,10 +90,11 @@ class ReactivePolicy(StaticPolicy):
 
     def _restore(self, c: int) -> None:
         """Give every starved type of cluster ``c`` (:meth:`_starved`; it gave its last TBU
-        away while idle) a TBU back at once: from the type with the most TBUs (at least two,
-        one of them settled), the one least held by back-pressure and least busy. Some type
-        has two whenever one has none (static gives each type one to start with); if its
-        TBUs are all still loading, :meth:`on_bound` retries."""
+        away while idle) a TBU back at once: from a type that keeps PEAs after giving one
+        (it has two TBUs, or one and PEAs of a shared TBU; one of them settled), the type with
+        the most TBUs, and its TBU least held by back-pressure and least busy. Such a type
+        exists whenever one is starved: the TBU it gave away went to a type that had a TBU or
+        a share of one. If the donor's TBUs are all still loading, :meth:`on_bound` retries."""
         sim = self.sim
         assert sim is not None
         counts = self.tbus.counts[c]
@@ -101,7 +102,11 @@ class ReactivePolicy(StaticPolicy):
             if not self._starved(c, idx):
                 continue
             settled = self.tbus.settled[c]
-            donors = [i for i in range(len(counts)) if counts[i] > 1 and settled[i]]
+            # With granularity pea a type may hold one whole TBU and PEAs of a shared one; it
+            # can give the whole TBU (a hypothesis case stuck: the only type with a spare was
+            # such a type, and the starved stage needed a whole TBU).
+            donors = [i for i in range(len(counts)) if settled[i] and (
+                counts[i] > 1 or any(t.alive for t in self.slices[c][i]))]
             if not donors:
                 return
             donor = max(donors, key=lambda i: (counts[i], -i))
