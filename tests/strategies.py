@@ -483,6 +483,17 @@ def archs(
             "dead_peas": sorted(dead_peas),
             "dead_routers": sorted(dead_routers),
         }
+    # Where work enters and where memory sits (on grids up to 2x2 every cluster is an edge
+    # one, so only an explicit list of I/O clusters puts all work in one corner).
+    routers = set(arch.get("defects", {}).get("dead_routers", []))
+    live = [c for c in range(rows * cols) if c not in routers]
+    io = draw(st.sampled_from(["default", "uniform", "one"]))
+    if io == "uniform":
+        arch["io"] = {"placement": "uniform"}
+    elif io == "one":
+        arch["io"] = {"placement": [draw(st.sampled_from(live))]}
+    if draw(st.booleans()):
+        arch["memory"]["controllers"] = draw(st.sampled_from(["edge", "per_cluster"]))
     return arch
 
 
@@ -517,6 +528,8 @@ PARAM_CHOICES: dict[str, list[Any]] = {
     "host_cycles": [0, 100],
     "peas": ["min", "max", 0, 1, 2],
     "balancer": ["none", "diffusion", "central"],
+    "balance_period_cycles": [1, 1000, 100_000],
+    "diffusion_coefficient": [0.2, 0.5],
     "threshold": [0.1, 0.5, 1.0],
     "window_cycles": [0, 5000, 50_000],
     "check_cycles": [1000, 10_000],

@@ -132,31 +132,38 @@ class StreamCheck(Observer):
     """A run ends no earlier than its weight stream, and at least its compute after service
     starts."""
 
-    def __init__(self, channel: RecordingChannel) -> None:
-        self.channel = channel
+    def __init__(self, memory_of: list[RecordingChannel]) -> None:
+        self.memory_of = memory_of  # the channel serving each cluster
         self.checked = 0
 
     def task_done(self, run: TaskRun, now: int) -> None:
         if run.k == 0:
             return  # a batch member that holds no PEAs streams nothing (its leader does)
-        entry = self.channel.final.get(id(run))
+        assert run.tbu is not None
+        entry = self.memory_of[run.tbu.cluster].final.get(id(run))
         if entry is not None and run.mem_end:
             assert run.mem_end == entry[2] <= now, (run, run.mem_end, entry, now)
             self.checked += 1
 
 
-def simulate_recorded(cfg: Any) -> tuple[Simulation, RecordingChannel, StreamCheck, float]:
-    """Run ``cfg`` with a recording memory channel and a :class:`StreamCheck` on it; return
-    the simulation, the channel, the check and the channel's bandwidth."""
+def simulate_recorded(cfg: Any) -> tuple[Simulation, list[RecordingChannel], StreamCheck,
+                                         float]:
+    """Run ``cfg`` with recording memory channels (one per controller) and a
+    :class:`StreamCheck` on them; return the simulation, the channels, the check and one
+    channel's bandwidth."""
     wf, arch, pol = cfg.build()
     sim = Simulation(wf, arch, pol, seed=cfg.seed)
     bandwidth = arch.memory.bytes_per_cycle
-    ch = RecordingChannel(bandwidth)
-    sim.chip.memory = ch
-    check = StreamCheck(ch)
+    chip = sim.chip
+    channels = [RecordingChannel(bandwidth) for _ in chip.memories]
+    by_old = {id(m): c for m, c in zip(chip.memories, channels, strict=True)}
+    chip.memory_of = [by_old[id(m)] for m in chip.memory_of]
+    chip.memories = list(channels)
+    chip.memory = channels[0]
+    check = StreamCheck(chip.memory_of)  # type: ignore[arg-type]
     sim.observers.append(check)
     sim.run()
-    return sim, ch, check, bandwidth
+    return sim, channels, check, bandwidth
 
 
 @pytest.mark.parametrize("policy", ["octopus", "indiscriminate"])
@@ -164,8 +171,9 @@ def simulate_recorded(cfg: Any) -> tuple[Simulation, RecordingChannel, StreamChe
 @given(data=st.data())
 def test_whole_runs_conserve_memory_bytes(policy: str, data: st.DataObject) -> None:
     sc = data.draw(scenarios(policy, max_count=12), label="scenario")
-    sim, ch, _, bandwidth = simulate_recorded(run_config(**sc))
-    assert over_delivery(transfers(ch), bandwidth) is None
+    sim, channels, _, bandwidth = simulate_recorded(run_config(**sc))
+    for ch in channels:
+        assert over_delivery(transfers(ch), bandwidth) is None
     s = summarize(sim)
     parts = [s["pea_utilization"], *s["idle"].values()]
     assert all(p >= 0 for p in parts)
@@ -178,7 +186,7 @@ def test_whole_run_with_fetches_over_streams_conserves_bytes() -> None:
     """A built-in LLM workflow under Octopus: rebinding fetches land on top of decode streams."""
     cfg = resolve_config("rag-agent", "octopus-chip", "octopus", 1,
                          ["workflow.arrivals.count=6", "workflow.phases=[]"])
-    _, ch, check, bandwidth = simulate_recorded(cfg)
+    _, (ch,), check, bandwidth = simulate_recorded(cfg)
     assert check.checked > 0
     assert any(n for n, r, c in ch.log)
     assert over_delivery(transfers(ch), bandwidth) is None

@@ -43,12 +43,14 @@ NO_TERMS = (0, 0, 0, 0, 0)
 class Instance:
     """One workflow instance (a request) travelling through the OWG."""
 
-    __slots__ = ("id", "arrival", "cluster", "phase", "tasks_done", "done_at", "latency_terms")
+    __slots__ = ("id", "arrival", "entry", "cluster", "phase", "tasks_done", "done_at",
+                 "latency_terms")
 
     def __init__(self, inst_id: int, arrival: int, phase: Phase | None) -> None:
         self.id = inst_id
         self.arrival = arrival
-        self.cluster = 0  # where it lives: its input lands there (the policy places it)
+        self.entry = 0  # the I/O cluster where it entered (its input bytes lie there)
+        self.cluster = 0  # where its runs queue (the policy places it; a balancer may move it)
         self.phase = phase
         self.tasks_done = 0  # task runs it has completed
         self.done_at = -1
@@ -70,12 +72,13 @@ class TaskRun:
                  "start_at", "end_at", "tbu", "peas", "k", "src_cluster", "seq", "reexec",
                  "svc_start", "work_left", "rate_since", "grants", "stream_scale", "mem_end",
                  "busy_adjust", "released_at", "admitted_at", "transfer_cycles", "crit_seq",
-                 "path_terms", "lost", "batch")
+                 "path_terms", "lost", "batch", "in_bytes")
 
     def __init__(self, tt: TaskType, inst: Instance, chunk: WorkloadChunk, node: int, cbs: int,
                  work: int, out_bytes: int, src_cluster: int, seq: int, released_at: int = 0,
                  crit_seq: int = 0,
-                 path_terms: tuple[int, int, int, int, int] = NO_TERMS) -> None:
+                 path_terms: tuple[int, int, int, int, int] = NO_TERMS,
+                 in_bytes: int = 0) -> None:
         self.tt = tt
         self.inst = inst
         self.chunk = chunk  # the compiled workload chunk holding its node
@@ -90,6 +93,7 @@ class TaskRun:
         self.peas: list[int] = []
         self.k = 0
         self.src_cluster = src_cluster  # where its input data lies
+        self.in_bytes = in_bytes  # its input: the producer's output (a root's: the instance's)
         self.seq = seq
         self.reexec = 0
         self.svc_start = -1  # when service proper begins (after context load / input transfer)

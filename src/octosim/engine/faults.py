@@ -48,6 +48,9 @@ class FaultInjector:
             chip.alive_clusters = [c for c in chip.alive_clusters if c != fault.unit]
             if not chip.alive_clusters:
                 raise SimulationStuck(f"fault at cycle {now} left no working cluster")
+            # Instances no longer enter there; with no I/O cluster left, at any live one.
+            sim.io_alive = [c for c in sim.io_alive if c != fault.unit] or list(
+                chip.alive_clusters)
             victims = [t for t in chip.cluster_tbus[fault.unit] if t.alive]
         else:
             tbu = chip.tbus[fault.unit]

@@ -67,6 +67,8 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "task_runs": sum(sim.task_count),
         "reconfigurations": sim.reconfigurations,
         "reexecutions": sim.reexecutions,
+        "work_moved": {"runs": sim.policy.moved_runs,
+                       "work_cycles": sim.policy.moved_work_cycles},
         "backpressure_spills": sim.backpressure_spills,
         "faults": [f.text for f in sim.faults],
         "noc": {
@@ -75,7 +77,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "busiest_link": list(link) if link else None,
             "busiest_link_utilization": round(link_busy / makespan, 6) if makespan else 0.0,
         },
-        "memory_bytes": sim.chip.memory.bytes_moved,
+        "memory_bytes": sim.chip.memory_bytes_moved,
         "control_messages": sim.control_messages,
         "lower_bound_cycles": lb,
         "bound_ratio": round(makespan / lb, 6) if lb else None,

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -80,6 +80,19 @@ class PolicyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     buffer_slots: int = Field(0, ge=0, le=1_000_000,
                               description="input slots per stage; 0 = unbounded")
+    # Multi-cluster load balancing (policies/balancers.py). The defaults: a coefficient of
+    # 1/(1 + the mesh's degree 4) makes the diffusion matrix non-negative and doubly
+    # stochastic, so diffusion converges on any mesh (Cybenko 1989, Boillat 1990); on an 8x8
+    # mesh its second eigenvalue is 1 - 0.2 * 2(1 - cos(pi/8)) = 0.970, an imbalance falling
+    # e-fold in about 33 periods. A period of 100,000 cycles (0.1 ms at 1 GHz) is about one
+    # mid-sized DNN run: work moves at the pace it drains, and it converges in ~3.3M cycles.
+    balancer: Literal["none", "diffusion", "central"] = Field(
+        "none", description="moving queued work between clusters: none, diffusion (mesh "
+        "neighbours), central (idealised global view)")
+    balance_period_cycles: int = Field(100_000, ge=1, le=10**12,
+                                       description="how often a balancer moves work")
+    diffusion_coefficient: float = Field(0.2, gt=0, le=0.5,
+                                         description="fraction of a load difference moved")
 
 
 def rehome_instance(policy: Policy, inst: Instance) -> int:
@@ -105,6 +118,8 @@ class Policy:
         self.params = params if params is not None else self.Params()
         self.buffer_slots = self.params.buffer_slots
         self.sim: Simulation | None = None
+        self.moved_runs = 0  # queued runs a balancer moved to another cluster
+        self.moved_work_cycles = 0  # their work (PEA-cycles on one PEA)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, file: str = "policy") -> Policy:
@@ -128,10 +143,15 @@ class Policy:
                             "queued where a unit died would wait forever", where="policy")
 
     def place_instance(self, inst: Instance) -> int:
-        """The cluster where a new instance starts (its input lands there), also asked when its
-        home died (see :func:`rehome_instance`). Must return a cluster in
-        ``chip.alive_clusters``. Default: round-robin over them by instance id."""
+        """The cluster where a new instance's runs queue (its home), also asked when its home
+        died (see :func:`rehome_instance`). Its input lies at the I/O cluster it entered,
+        ``inst.entry``, and crosses the NoC to wherever its first runs start. Must return a
+        cluster in ``chip.alive_clusters``. Default: where it entered (work stays where it
+        comes in unless a balancer moves it), or, if that died, round-robin over the live
+        clusters by instance id."""
         assert self.sim is not None
+        if self.sim.cluster_alive[inst.entry]:
+            return inst.entry
         alive = self.sim.chip.alive_clusters
         return alive[inst.id % len(alive)]
 
@@ -181,6 +201,16 @@ class Policy:
         """Remove from the policy's queues, and return, every run it holds queued (handed to
         ``on_ready`` and not started) on ``cluster``, in the order they should be dispatched
         again. Asked by the default :meth:`on_fault` when the cluster died. Default: none."""
+        return []
+
+    def cluster_backlog(self, cluster: int) -> float:
+        """Work queued on ``cluster`` (PEA-cycles), what a balancer levels. Default: none."""
+        return 0.0
+
+    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+        """Remove from ``cluster``'s queues, and return, about ``work`` PEA-cycles of queued
+        runs for a balancer to move (the latest queued first; a run goes if at least half of
+        it fits). Default: none (the policy does not balance)."""
         return []
 
     def hook(self, name: str) -> Any:
@@ -402,7 +432,7 @@ class Batcher:
             # Memory first: while the channel still has weight streams queued, a batch started
             # now would only queue its pass behind them, so it keeps gathering partners until
             # the channel is about to run dry (fewer, fuller passes over the weights).
-            backlog_end = self.sim.chip.memory.stream_free_at
+            backlog_end = self.sim.chip.memory_of[c].stream_free_at
             if backlog_end > deadline:
                 deadline = backlog_end
         if now >= deadline:

@@ -75,15 +75,18 @@ class ResourceActions:
             done = run.svc_start + self.service_cycles(run, run.k)
         return done if done < run.end_at else run.end_at
 
-    def fetch_context(self, nbytes: int) -> int:
-        """Fetch a context of ``nbytes`` over the memory channel from now; return when it
-        arrives. The fetch has priority: weight streams it overlaps are delayed, and so are
-        the completions of the runs waiting for them."""
-        memory = self.chip.memory
+    def fetch_context(self, nbytes: int, cluster: int) -> int:
+        """Fetch a context of ``nbytes`` for ``cluster`` over its memory controller's channel
+        from now; return when it arrives (the controller's NoC hops away). The fetch has
+        priority: weight streams it overlaps are delayed, and so are the completions of the
+        runs waiting for them."""
+        chip = self.chip
+        memory = chip.memory_of[cluster]
         done = memory.fetch(nbytes, self.now)
         if memory.delayed:
             self._delay_streams(memory.delayed)
-        return done
+        hops = chip.memory_hops[cluster]
+        return done + hops * chip.mesh.hop_cycles if hops else done
 
     def _delay_streams(self, delayed: list[tuple[TaskRun, int, int]]) -> None:
         acct = self.acct
@@ -200,7 +203,7 @@ class ResourceActions:
         free[:] = [p for p in free if p not in chosen]
         tbu.loading_peas += len(peas)
         acct.reconfig_peas += len(peas)
-        done = (self.fetch_context(self.task_types[task].context_bytes)
+        done = (self.fetch_context(self.task_types[task].context_bytes, tbu.cluster)
                 + self.arch.reconfig.fixed_cycles)
         ctx = self.pea_ctx
         for p in peas:
@@ -243,7 +246,8 @@ class ResourceActions:
         peas = tbu.free[-k:]
         ready = now
         if any(ctx[p] != tt.idx for p in peas):
-            ready = self.fetch_context(tt.context_bytes) + self.arch.reconfig.fixed_cycles
+            ready = (self.fetch_context(tt.context_bytes, tbu.cluster)
+                     + self.arch.reconfig.fixed_cycles)
             for p in peas:
                 ctx[p] = tt.idx
             self.reconfigurations += 1
@@ -274,7 +278,7 @@ class ResourceActions:
         t_in = setup_done
         src = run.src_cluster
         if src != tbu.cluster and src >= 0:
-            t_in = self.chip.mesh.transfer(src, tbu.cluster, run.out_bytes, now)
+            t_in = self.chip.mesh.transfer(src, tbu.cluster, run.in_bytes, now)
             if t_in > setup_done:
                 run.transfer_cycles = t_in - setup_done
                 acct.area_setup_transfer += k * (t_in - setup_done)
@@ -286,7 +290,8 @@ class ResourceActions:
         idx = run.tt.idx
         if stream:
             # Weights stream over the shared memory channel while the PEAs compute.
-            t_mem = self.chip.memory.stream(stream, t_in, run, now)
+            # (The controller's few hops of latency are left out: a stream is pipelined.)
+            t_mem = self.chip.memory_of[tbu.cluster].stream(stream, t_in, run, now)
             run.mem_end = t_mem
             if t_mem > end:
                 end = t_mem
@@ -377,7 +382,7 @@ class ResourceActions:
         the fixed cost. Return when the fetch completes."""
         if tbu.prefetch_task == task:
             return tbu.prefetch_done
-        done = self.fetch_context(self.task_types[task].context_bytes)
+        done = self.fetch_context(self.task_types[task].context_bytes, tbu.cluster)
         tbu.prefetch_task = task
         tbu.prefetch_done = done
         return done
@@ -408,7 +413,8 @@ class ResourceActions:
         if tbu.prefetch_task == task:
             done = max(now, tbu.prefetch_done) + self.arch.reconfig.fixed_cycles
         else:
-            done = self.fetch_context(tt.context_bytes) + self.arch.reconfig.fixed_cycles
+            done = (self.fetch_context(tt.context_bytes, tbu.cluster)
+                    + self.arch.reconfig.fixed_cycles)
         tbu.prefetch_task = UNBOUND
         self.reconfigurations += 1
         for ob in self.observers:

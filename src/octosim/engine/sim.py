@@ -80,6 +80,11 @@ class Simulation(ResourceActions):
         for f in self.faults:
             f.check(self.chip)
         self.cluster_alive = [c in self.chip.alive_clusters for c in range(self.chip.n_clusters)]
+        # Where instances enter: the live I/O clusters (kept up to date as clusters die).
+        self.io_alive = [c for c in self.chip.io_clusters if self.cluster_alive[c]]
+        if not self.io_alive:
+            raise UserError(f"no working I/O cluster: clusters {self.chip.io_clusters} are all "
+                            "defective", where="io.placement")
         self.now = 0
         self.loop = EventLoop()
         self.events = 0
@@ -160,18 +165,17 @@ class Simulation(ResourceActions):
 
     # --- walking the compiled workload ----------------------------------------------------
 
-    def _new_run(self, ch: WorkloadChunk, node: int, cbs: int, src: int) -> None:
-        """Node ``node`` of ``ch`` (a task run) has all it waits for: create it, its input
-        lying on cluster ``src`` (-1: its instance's home)."""
+    def _new_run(self, ch: WorkloadChunk, node: int, cbs: int, src: int, in_bytes: int) -> None:
+        """Node ``node`` of ``ch`` (a task run) has all it waits for: create it, its input of
+        ``in_bytes`` lying on cluster ``src``."""
         tt = self.task_types[ch.kind[node]]
         inst: Instance = ch.instances[ch.inst[node]]
         if self.faults and not self.cluster_alive[inst.cluster]:
             inst.cluster = self.policy.place_instance(inst)
         self._run_seq = seq = self._run_seq + 1
         work = ch.work[node]
-        run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node],
-                      inst.cluster if src < 0 else src, seq, self.now, self._crit_seq,
-                      self._path_terms)
+        run = TaskRun(tt, inst, ch, node, cbs, work, ch.out_bytes[node], src, seq, self.now,
+                      self._crit_seq, self._path_terms, in_bytes)
         acct = self.acct
         # A batching type's run costs at least its share of the cheapest batch per run.
         ratio = tt.bound_work_ratio
@@ -181,10 +185,11 @@ class Simulation(ResourceActions):
             acct.total_streamed += round(tt.bound_streamed_bytes * run.stream_scale)
         self._new_runs.append(run)
 
-    def _release(self, ch: WorkloadChunk, node: int, cbs: int, src: int) -> None:
-        """Node ``node`` of ``ch`` is done (a run completed on cluster ``src``, or a junction's
-        last run did): the CBU takes the decisions it allowed, and whatever waited only for it
-        goes on, ``cbs`` Control Blocks later plus those on the way."""
+    def _release(self, ch: WorkloadChunk, node: int, cbs: int, src: int, nbytes: int) -> None:
+        """Node ``node`` of ``ch`` is done (a run completed on cluster ``src`` with ``nbytes``
+        of output, or a junction's last run did): the CBU takes the decisions it allowed, and
+        whatever waited only for it goes on, ``cbs`` Control Blocks later plus those on the
+        way. (A run after a join gets the output of the arm that finished last.)"""
         a = ch.dec_ptr[node]
         if a != ch.dec_ptr[node + 1]:
             self._decide(ch.dec_block, ch.dec_outcome, a, ch.dec_ptr[node + 1])
@@ -199,9 +204,9 @@ class Simulation(ResourceActions):
                 continue
             kind = kinds[y]
             if kind >= 0:
-                self._new_run(ch, y, cbs + ch.succ_cbs[e], src)
+                self._new_run(ch, y, cbs + ch.succ_cbs[e], src, nbytes)
             elif kind == JUNCTION:
-                self._release(ch, y, cbs + ch.succ_cbs[e], src)
+                self._release(ch, y, cbs + ch.succ_cbs[e], src, nbytes)
             else:
                 self._instance_done(ch, ch.inst[y])
 
@@ -250,6 +255,8 @@ class Simulation(ResourceActions):
         local = i - ch.first
         inst = Instance(i, self.now, wf.phase_of(i))
         ch.instances[local] = inst
+        io = self.io_alive
+        inst.entry = io[i % len(io)]
         inst.cluster = self.policy.place_instance(inst)
         self.instances_arrived += 1
         self.progress += 1
@@ -267,7 +274,7 @@ class Simulation(ResourceActions):
             if ch.kind[node] == END:
                 self._instance_done(ch, local)
             else:
-                self._new_run(ch, node, root_cbs[r], -1)
+                self._new_run(ch, node, root_cbs[r], inst.entry, wf.input_bytes)
         if new:
             self.buffers.deposit(None, new)  # if blocked: waits in the stage's admission queue
         self._next_instance = i = i + 1
@@ -346,7 +353,7 @@ class Simulation(ResourceActions):
             self._path_terms = (a + adm - run.released_at, q + start - ready + lost[1], x + tr,
                                 c + lost[0] - adm, s + now - start - tr + lost[2])
         self._crit_seq = run.seq
-        self._release(run.chunk, run.node, 0, tbu.cluster)
+        self._release(run.chunk, run.node, 0, tbu.cluster, run.out_bytes)
         acct = self.acct
         k = run.k
         acct.area_busy += k * (now - run.start_at) + run.busy_adjust
@@ -451,4 +458,4 @@ class Simulation(ResourceActions):
     @property
     def lower_bound(self) -> int:
         """See :meth:`Accounting.lower_bound`."""
-        return self.acct.lower_bound(self.alive_peas, self.arch.memory.bytes_per_cycle)
+        return self.acct.lower_bound(self.alive_peas, self.chip.memory_bytes_per_cycle)

@@ -189,6 +189,30 @@ class MemoryChannel:
         return end
 
 
+def edge_clusters(rows: int, cols: int) -> list[int]:
+    """Clusters on the grid's boundary (all of them on grids up to 2 wide), in id order."""
+    return [r * cols + c for r in range(rows) for c in range(cols)
+            if r in (0, rows - 1) or c in (0, cols - 1)]
+
+
+def assign_nearest(mesh: Mesh, sites: list[int], n_clusters: int) -> list[int]:
+    """For each cluster, the index in ``sites`` of the site serving it: one of its nearest
+    (fewest hops), the one serving fewest clusters so far, clusters taken nearest first. A
+    site serves itself. Interior clusters of a wafer so spread over the edge controllers
+    instead of piling onto the first one."""
+    if len(sites) == 1:
+        return [0] * n_clusters
+    dist = [[mesh.hops(s, c) for s in sites] for c in range(n_clusters)]
+    load = [0] * len(sites)
+    serving = [0] * n_clusters
+    for c in sorted(range(n_clusters), key=lambda c: (min(dist[c]), c)):
+        near = min(dist[c])
+        i = min((i for i, d in enumerate(dist[c]) if d == near), key=lambda i: (load[i], i))
+        serving[c] = i
+        load[i] += 1
+    return serving
+
+
 class Chip:
     """All units of one architecture, with dead units (defects) marked."""
 
@@ -217,7 +241,32 @@ class Chip:
                                                                 self.cluster_tbus[c])]
         self.mesh = Mesh(arch.grid.rows, arch.grid.cols, arch.noc.hop_cycles,
                          arch.noc.link_bytes_per_cycle)
-        self.memory = MemoryChannel(arch.memory.bytes_per_cycle)
+        rows, cols = arch.grid.rows, arch.grid.cols
+        # Memory controllers: their sites (clusters whose router they hang off), one channel
+        # each; ``memory_of[c]`` serves cluster ``c``, ``memory_hops[c]`` routers away.
+        sites = (edge_clusters(rows, cols) if arch.memory.controllers == "edge"
+                 else list(range(self.n_clusters)))
+        sites = [c for c in sites if c not in dead_routers] or [
+            c for c in range(self.n_clusters) if c not in dead_routers][:1] or [0]
+        self.memories = [MemoryChannel(arch.memory.bytes_per_cycle) for _ in sites]
+        self.memory_sites = sites
+        serving = assign_nearest(self.mesh, sites, self.n_clusters)
+        self.memory_of = [self.memories[i] for i in serving]
+        self.memory_hops = [self.mesh.hops(sites[i], c) for c, i in enumerate(serving)]
+        self.memory = self.memories[0]  # the one channel of a single-cluster chip
+        self.memory_bytes_per_cycle = arch.memory.bytes_per_cycle * len(sites)
+        # Where instances enter (I/O clusters; those alive are used).
+        placement = arch.io.placement
+        if placement == "edge":
+            self.io_clusters = edge_clusters(rows, cols)
+        elif placement == "uniform":
+            self.io_clusters = list(range(self.n_clusters))
+        else:
+            self.io_clusters = sorted(set(placement))
+
+    @property
+    def memory_bytes_moved(self) -> int:
+        return sum(m.bytes_moved for m in self.memories)
 
     @property
     def alive_peas(self) -> int:

@@ -50,7 +50,20 @@ class ControlPlaneSpec(_Strict):
 
 
 class MemorySpec(_Strict):
+    """Off-chip memory behind controllers: ``edge`` puts one on every cluster of the grid's
+    boundary (where a wafer's HBM or I/O dies sit), ``per_cluster`` one on every cluster;
+    each cluster is served by its nearest controller (ties shared out evenly).
+    ``bytes_per_cycle`` is the bandwidth of one controller."""
+
     bytes_per_cycle: float = Field(256.0, ge=1e-3, le=1e12)
+    controllers: Literal["edge", "per_cluster"] = "edge"
+
+
+class IoSpec(_Strict):
+    """Where workflow instances enter: ``edge`` (the grid's boundary clusters), ``uniform``
+    (every cluster) or a list of cluster ids. Their input bytes cross the NoC from there."""
+
+    placement: Literal["edge", "uniform"] | list[int] = "edge"
 
 
 class ReconfigSpec(_Strict):
@@ -76,6 +89,7 @@ class ArchSpec(_Strict):
     noc: NocSpec = NocSpec()
     control_plane: ControlPlaneSpec = ControlPlaneSpec()
     memory: MemorySpec = MemorySpec()
+    io: IoSpec = IoSpec()
     reconfig: ReconfigSpec = ReconfigSpec()
     defects: DefectSpec = DefectSpec()
     sources: dict[str, str] = Field(default_factory=dict)
@@ -96,6 +110,14 @@ class ArchSpec(_Strict):
                 if not 0 <= x < limit:
                     raise UserError(f"index {x} outside 0..{limit - 1}",
                                     where=f"defects.{name}[{i}]")
+        if isinstance(self.io.placement, list):
+            if not self.io.placement:
+                raise UserError("an empty list: give at least one cluster id, or edge or "
+                                "uniform", where="io.placement")
+            for i, x in enumerate(self.io.placement):
+                if not 0 <= x < n_clusters:
+                    raise UserError(f"cluster {x} outside 0..{n_clusters - 1}",
+                                    where=f"io.placement[{i}]")
         return self
 
     @property

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from octosim.hardware.chip import TBU
+from octosim.policies.balancers import make_balancer, take_latest
 from octosim.policies.base import Policy, PolicyParams
 from octosim.policies.registry import register
 
@@ -52,6 +53,8 @@ class IndiscriminatePolicy(Policy):
         super().setup(sim)
         nc = sim.chip.n_clusters
         self.queues: list[deque[TaskRun]] = [deque() for _ in range(nc)]
+        self.qwork = [0] * nc  # work queued per cluster (what a balancer levels)
+        self.balancer = make_balancer(self, sim)
         # TBUs with free PEAs, per cluster, in a fixed round-robin order; ``listed[id]``: the
         # TBU is in its cluster's list.
         self.free_tbus: list[list[TBU]] = [[] for _ in range(nc)]
@@ -102,15 +105,15 @@ class IndiscriminatePolicy(Policy):
         sim = self.sim
         assert sim is not None
         home = run.inst.cluster
-        if self.queues[home]:
-            self.queues[home].append(run)
-            return
-        for c in self._clusters(home):
-            tbu = self._pick(run, c)
-            if tbu is not None:
-                sim.start_any(run, tbu, self.k[run.tt.idx])
-                return
+        if not self.queues[home]:
+            for c in self._clusters(home):
+                tbu = self._pick(run, c)
+                if tbu is not None:
+                    sim.start_any(run, tbu, self.k[run.tt.idx])
+                    return
         self.queues[home].append(run)
+        self.qwork[home] += run.work
+        self.balancer.queued(home)
 
     def _partners(self, run: TaskRun, q: deque[TaskRun]) -> list[TaskRun]:
         """``run`` and the runs of its type queued in ``q`` after it, oldest first, up to its
@@ -131,6 +134,16 @@ class IndiscriminatePolicy(Policy):
         q = self.queues[cluster]
         runs = list(q)
         q.clear()
+        self.qwork[cluster] = 0
+        return runs
+
+    def cluster_backlog(self, cluster: int) -> float:
+        return float(self.qwork[cluster])
+
+    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+        queued = [self.qwork[cluster]]
+        runs = take_latest([self.queues[cluster]], queued, work, lambda run: run.work)
+        self.qwork[cluster] = queued[0]
         return runs
 
     def on_freed(self, tbu: TBU) -> None:
@@ -146,8 +159,12 @@ class IndiscriminatePolicy(Policy):
             q = self.queues[c]
             while q and len(tbu.free) >= self.k[q[0].tt.idx]:
                 run = q.popleft()
+                self.qwork[c] -= run.work
                 if self.any_batch and self.batch_max[run.tt.idx] > 1 and q:
-                    sim.start_batch(self._partners(run, q), tbu, self.k[run.tt.idx], True)
+                    partners = self._partners(run, q)
+                    for r in partners[1:]:
+                        self.qwork[c] -= r.work
+                    sim.start_batch(partners, tbu, self.k[run.tt.idx], True)
                     continue
                 sim.start_any(run, tbu, self.k[run.tt.idx])
             if not tbu.free:

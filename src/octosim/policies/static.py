@@ -20,6 +20,7 @@ from octosim.engine.policy import Batcher, TBUTable
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
 from octosim.hardware.chip import TBU
+from octosim.policies.balancers import make_balancer, take_latest
 from octosim.policies.base import Policy, PolicyParams
 from octosim.policies.registry import register
 
@@ -236,6 +237,7 @@ class StaticPolicy(Policy):
         # Which type each TBU serves or leaves for, and the TBUs with a run's PEAs free.
         self.tbus = TBUTable(sim, self.k)
         self.batcher = Batcher(sim, self._dispatch)
+        self.balancer = make_balancer(self, sim)
         self.any_batch = any(self.batcher.on)
         self.partition: list[list[int]] = []
         for _ in range(sim.chip.n_clusters):
@@ -406,6 +408,8 @@ class StaticPolicy(Policy):
             self.queues[c][idx].append(run)
             self.queued_work[c][idx] += run.work
             self._dispatch(c, idx)
+            if self.queues[c][idx]:
+                self.balancer.queued(c)
             return
         tbu = self.tbus.first_free(c, idx)
         if tbu is not None:
@@ -419,6 +423,7 @@ class StaticPolicy(Policy):
                 return
         self.queues[c][idx].append(run)
         self.queued_work[c][idx] += run.work
+        self.balancer.queued(c)
 
     def on_bound(self, tbu: TBU) -> None:
         self.tbus.bound(tbu)
@@ -479,6 +484,13 @@ class StaticPolicy(Policy):
         if tbu.busy or tbu.blocked:
             return
         self.tbus.bind(tbu, self.tbus.leaving_for(tbu))
+
+    def cluster_backlog(self, cluster: int) -> float:
+        return float(sum(self.queued_work[cluster]))
+
+    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+        return take_latest(self.queues[cluster], self.queued_work[cluster], work,
+                           lambda run: run.work)
 
     def queued_runs(self, cluster: int) -> list[TaskRun]:
         runs = []

@@ -52,6 +52,7 @@ from octosim.engine.policy import Batcher, TBUTable
 from octosim.engine.profile import profile_workflow
 from octosim.errors import UserError
 from octosim.hardware.chip import TBU
+from octosim.policies.balancers import make_balancer, take_latest
 from octosim.policies.base import Policy, PolicyParams
 from octosim.policies.octopus.forecast import (
     ControlBlockForecaster,
@@ -140,6 +141,7 @@ class OctopusPolicy(Policy):
         self.running: list[list[TaskRun]] = [[] for _ in sim.chip.tbus]
         self.tbus = TBUTable(sim, self.kmin)
         self.batcher = Batcher(sim, self._dispatch)
+        self.balancer = make_balancer(self, sim)
         self.any_batch = any(self.batcher.on)
         self.cb_cycles = sim.arch.cluster.cbu_cycles
         self.hop_cycles = sim.arch.control_plane.hop_cycles
@@ -225,6 +227,7 @@ class OctopusPolicy(Policy):
             self.qwork[c][idx] += run.work * self.share[idx]
             self.n_queued[c] += 1
             self.rebalancer.queued(c, idx)
+            self.balancer.queued(c)
         self.rebalancer.touch(c)
 
     def _queue(self, run: TaskRun, c: int, idx: int) -> None:
@@ -232,6 +235,7 @@ class OctopusPolicy(Policy):
         self.qwork[c][idx] += run.work * self.share[idx]
         self.n_queued[c] += 1
         self.rebalancer.queued(c, idx)
+        self.balancer.queued(c)
 
     def _dispatch(self, c: int, idx: int) -> None:
         """Start the batches of type ``idx`` queued on cluster ``c`` that are due
@@ -342,6 +346,17 @@ class OctopusPolicy(Policy):
             self.rehome_queued(c)
         else:
             self.rebalancer.fault(c)
+
+    def cluster_backlog(self, cluster: int) -> float:
+        return sum(self.qwork[cluster])
+
+    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+        share = self.share
+        runs = take_latest(self.queues[cluster], self.qwork[cluster], work,
+                           lambda run: run.work * share[run.tt.idx])
+        self.n_queued[cluster] -= len(runs)
+        self.rebalancer.touch(cluster)
+        return runs
 
     def queued_runs(self, cluster: int) -> list[TaskRun]:
         runs = []

@@ -1,0 +1,211 @@
+"""Load balancing across clusters (``policy.balancer``): ``none``, ``diffusion``, ``central``.
+
+A balancer moves *queued* work between clusters: a run taken from one cluster's queues is
+re-homed (its instance's later runs queue there too) and handed to the policy again, on the
+new cluster; its input still lies where it was produced, so when it starts the bytes cross the
+NoC (XY hops and link contention, :meth:`~octosim.hardware.chip.Mesh.transfer`): moving work
+is never free.
+
+- ``diffusion`` (Cybenko 1989): every ``balance_period_cycles`` each cluster with queued work
+  compares its load (queued PEA-cycles per live PEA, i.e. cycles to drain) with its mesh
+  neighbours' and sends each less-loaded neighbour ``diffusion_coefficient`` times the
+  difference (in PEA-cycles, scaled by the smaller of the two clusters' PEAs). It uses only
+  its own and its neighbours' loads: no global state.
+- ``central``: an idealised global view, the yardstick: every period the most loaded clusters
+  send work straight to the least loaded ones, anywhere on the grid, until the loads are
+  within one run of each other.
+
+The period timer runs only while some cluster has queued work (policies call :meth:`queued`
+when they queue a run), so an idle or balanced chip costs nothing, and a period visits only
+the clusters with work queued: the cost grows with the work, not with the grid.
+
+A policy that balances provides ``queued_work(cluster)`` and ``take_queued(cluster, work)``
+(:class:`~octosim.engine.policy.Policy`); its ``on_ready`` takes the moved runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from octosim.engine.entities import TaskRun
+    from octosim.engine.policy import Policy
+    from octosim.engine.sim import Simulation
+
+
+class Balancer:
+    """No balancing (``none``): work stays on the cluster where it was placed."""
+
+    name = "none"
+
+    def __init__(self, policy: Policy, sim: Simulation) -> None:
+        self.policy = policy
+        self.sim = sim
+        self.period = policy.params.balance_period_cycles
+        self.coefficient = policy.params.diffusion_coefficient
+
+    def queued(self, cluster: int) -> None:
+        """A run was queued on ``cluster`` (it did not start at once)."""
+
+
+class _Periodic(Balancer):
+    """The period timer and the moves; subclasses decide the flows."""
+
+    def __init__(self, policy: Policy, sim: Simulation) -> None:
+        super().__init__(policy, sim)
+        self.loaded: set[int] = set()  # clusters that may have queued work
+        self.armed = False
+        chip = sim.chip
+        rows, cols = sim.arch.grid.rows, sim.arch.grid.cols
+        self.neighbours: list[list[int]] = []
+        for c in range(chip.n_clusters):
+            r, k = divmod(c, cols)
+            near = [(r - 1) * cols + k if r > 0 else -1, (r + 1) * cols + k if r + 1 < rows
+                    else -1, c - 1 if k > 0 else -1, c + 1 if k + 1 < cols else -1]
+            self.neighbours.append([n for n in near if n >= 0])
+
+    def queued(self, cluster: int) -> None:
+        self.loaded.add(cluster)
+        if not self.armed:
+            self.armed = True
+            self.sim.call_at(self.sim.now + self.period, self._tick)
+
+    def peas(self, cluster: int) -> int:
+        """Live PEAs of ``cluster`` (0 if it died)."""
+        sim = self.sim
+        if not sim.cluster_alive[cluster]:
+            return 0
+        return sum(t.n_peas for t in sim.chip.cluster_tbus[cluster] if t.alive)
+
+    def _tick(self) -> None:
+        # ``armed`` stays set while the moves run: the runs they queue must not arm a
+        # second timer.
+        policy = self.policy
+        work = {c: policy.cluster_backlog(c) for c in self.loaded}
+        self.loaded = {c for c, w in work.items() if w > 0}
+        if self.loaded:
+            for src, dst, amount in self.flows(work):
+                self.move(src, dst, amount)
+        if self.loaded:
+            self.sim.call_at(self.sim.now + self.period, self._tick)
+        else:
+            self.armed = False
+
+    def flows(self, work: dict[int, float]) -> list[tuple[int, int, float]]:
+        raise NotImplementedError
+
+    def move(self, src: int, dst: int, amount: float) -> None:
+        """Move about ``amount`` PEA-cycles of queued runs from ``src`` to ``dst``."""
+        policy = self.policy
+        runs = policy.take_queued(src, amount)
+        if not runs:
+            return
+        for run in runs:
+            run.inst.cluster = dst
+            policy.moved_runs += 1
+            policy.moved_work_cycles += run.work
+        for run in runs:
+            policy.on_ready(run)
+        if policy.cluster_backlog(dst) > 0:
+            self.loaded.add(dst)
+
+
+class DiffusionBalancer(_Periodic):
+    name = "diffusion"
+
+    def flows(self, work: dict[int, float]) -> list[tuple[int, int, float]]:
+        policy = self.policy
+        alpha = self.coefficient
+        out = []
+        peas: dict[int, int] = {}
+        for src in sorted(work):
+            w_src = work[src]
+            p_src = peas.get(src)
+            if p_src is None:
+                p_src = peas[src] = self.peas(src)
+            if w_src <= 0 or p_src == 0:
+                continue
+            load_src = w_src / p_src
+            for dst in self.neighbours[src]:
+                p_dst = peas.get(dst)
+                if p_dst is None:
+                    p_dst = peas[dst] = self.peas(dst)
+                if p_dst == 0:
+                    continue
+                w_dst = work.get(dst)
+                if w_dst is None:
+                    w_dst = work[dst] = policy.cluster_backlog(dst)
+                diff = load_src - w_dst / p_dst
+                if diff > 0:
+                    out.append((src, dst, alpha * diff * min(p_src, p_dst)))
+        return out
+
+
+class CentralBalancer(_Periodic):
+    name = "central"
+
+    def flows(self, work: dict[int, float]) -> list[tuple[int, int, float]]:
+        """Greedy: the most loaded cluster sends to the least loaded until both reach the
+        mean load (every live cluster is looked at: the idealised global view)."""
+        policy = self.policy
+        sim = self.sim
+        peas = {c: self.peas(c) for c in sim.chip.alive_clusters}
+        peas = {c: p for c, p in peas.items() if p > 0}
+        if len(peas) < 2:
+            return []
+        load = {c: (work[c] if c in work else policy.cluster_backlog(c)) for c in peas}
+        mean = sum(load.values()) / sum(peas.values())
+        give = sorted(((load[c] - mean * p, c) for c, p in peas.items()
+                       if load[c] > mean * p), reverse=True)
+        take = sorted(((mean * p - load[c], c) for c, p in peas.items()
+                       if load[c] < mean * p), reverse=True)
+        out = []
+        i = j = 0
+        give_left = [g for g, _ in give]
+        take_left = [t for t, _ in take]
+        while i < len(give) and j < len(take):
+            amount = min(give_left[i], take_left[j])
+            if amount > 0:
+                out.append((give[i][1], take[j][1], amount))
+            give_left[i] -= amount
+            take_left[j] -= amount
+            if give_left[i] <= 0:
+                i += 1
+            if take_left[j] <= 0:
+                j += 1
+        return out
+
+
+def take_latest(queues: list[deque[TaskRun]], queued: list[Any], work: float,
+                weight: Callable[[TaskRun], float]) -> list[TaskRun]:
+    """:meth:`~octosim.engine.policy.Policy.take_queued` for per-type queues with their
+    queued work tallied (``queued[i]``, kept up to date here): the latest run of the type with
+    the most work queued, one after another, while at least half of the next fits."""
+    runs: list[TaskRun] = []
+    moved = 0.0
+    n = len(queues)
+    while True:
+        idx = max(range(n), key=lambda i: (queued[i], -i))
+        q = queues[idx]
+        if not q:
+            return runs
+        w = weight(q[-1])
+        if moved + w / 2 > work:
+            return runs
+        runs.append(q.pop())
+        queued[idx] -= w
+        moved += w
+
+
+BALANCERS: dict[str, type[Balancer]] = {
+    "none": Balancer, "diffusion": DiffusionBalancer, "central": CentralBalancer}
+
+
+def make_balancer(policy: Policy, sim: Simulation) -> Balancer:
+    """The balancer ``policy.params.balancer`` names (no-op on a single cluster)."""
+    name = policy.params.balancer
+    if sim.chip.n_clusters == 1:
+        name = "none"
+    return BALANCERS[name](policy, sim)
