@@ -129,6 +129,9 @@ def _check_key(key: Any, file: str, where: str) -> str:
     parts = key.split(".")
     if key in REF_KEYS:
         return key
+    if "=" in key or key != key.strip():
+        raise UserError(f"key {key!r}: a dotted path has no '=' and no surrounding spaces",
+                        file=file, where=where)
     if any(not p for p in parts) or parts[0] not in ("workflow", "arch", "policy"):
         raise UserError(f"key {key!r}: expected workflow, arch, policy, seed or a dotted path "
                         "under workflow., arch. or policy.", file=file, where=where)
