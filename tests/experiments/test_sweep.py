@@ -204,3 +204,16 @@ def test_dask_executor_on_a_local_cluster_of_two_workers(tmp_path: Path) -> None
         return {r["key"]: r["makespan_cycles"] for r in load_rows(d)}
 
     assert numbers(tmp_path / "dask") == numbers(tmp_path / "local")
+
+
+def test_editing_a_workflow_file_reruns_its_points_and_only_those(tmp_path: Path) -> None:
+    """The key hashes the resolved configuration, not the file name: an edit is new work."""
+    spec = write_spec(tmp_path, "base: {workflow: tiny.yaml}\ngrid: {seed: [1, 2]}\n")
+    out = tmp_path / "out"
+    assert run_sweep(spec, out, workers=1).ran == 2
+    (tmp_path / "tiny.yaml").write_text(TINY_WF.replace("cycles: 1000", "cycles: 2000"))
+    again = run_sweep(spec, out, workers=1)
+    assert (again.ran, again.skipped) == (2, 0)
+    rows = load_rows(out)
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
+    assert run_sweep(spec, out, workers=1).skipped == 2
