@@ -237,6 +237,127 @@ def cmd_model_cycles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from octosim.experiments.sweep import load_spec, run_sweep
+
+    spec = load_spec(args.spec)
+    show_bar = not args.json and sys.stderr.isatty()
+    with _SweepProgress(show_bar) as progress:
+        stats = run_sweep(spec, args.out, executor=args.executor, workers=args.workers,
+                          address=args.address, on_start=progress.start,
+                          on_point=progress.advance)
+    if args.json:
+        _print_json(stats.to_dict())
+        return 0
+    print(f"{stats.points} points in {args.out}: {stats.ran} run ({stats.failed} failed), "
+          f"{stats.skipped} already stored")
+    if stats.failed:
+        print(f"  see the errors with: octosim results {args.out}")
+    return 0
+
+
+class _SweepProgress:
+    """A rich progress bar with ETA on stderr (the CLI's only; the library reports by
+    callbacks)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _SweepProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[failed]} failed"),
+                                TimeElapsedColumn(), TextColumn("ETA"),
+                                TimeRemainingColumn(), console=Console(stderr=True))
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def start(self, total: int, skipped: int) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task("sweep", total=total - skipped, failed=0)
+
+    def advance(self, outcome: Any) -> None:
+        if self.bar is not None and self.task is not None:
+            failed = self.bar.tasks[0].fields["failed"] + (outcome.error is not None)
+            self.bar.update(self.task, advance=1, failed=failed)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from octosim.experiments.sweep import load_rows, rows_to_csv
+
+    rows = load_rows(args.dir)
+    if args.json:
+        _print_json({"rows": rows})
+    elif args.csv:
+        sys.stdout.write(rows_to_csv(rows))
+    else:
+        _print_results(rows)
+    return 0
+
+
+def _print_results(rows: list[dict[str, Any]]) -> None:
+    from octosim.experiments.sweep import ROW_METRICS
+
+    metric_cols = {*ROW_METRICS, "wall_seconds", "error", "key", "version", "finished_at"}
+    params = [k for k in (rows[0] if rows else {}) if k not in metric_cols
+              and not k.startswith(("latency_", "idle_"))]
+    head = [*params, "makespan_cycles", "/bound", "util", "p99_latency", "status"]
+    table = [head]
+    for r in rows:
+        ok = r["error"] is None
+        table.append([*(str(r.get(k)) for k in params),
+                      f"{r['makespan_cycles']:,}" if ok else "-",
+                      f"{r['bound_ratio']:.3f}" if ok and r["bound_ratio"] else "-",
+                      f"{r['pea_utilization']:.1%}" if ok else "-",
+                      f"{r['latency_p99_cycles']:,.0f}" if ok else "-",
+                      "ok" if ok else " ".join(str(r["error"]).split())[:60]])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(rows)} points, {sum(r['error'] is not None for r in rows)} failed")
+
+
+def _add_sweep_parsers(sub: Any) -> None:
+    sw = sub.add_parser("sweep", help="run a SPEC's grid of points, resumable (docs/sweeps.md)")
+    sw.add_argument("spec", help="sweep SPEC YAML: base: {workflow, arch, policy, seed} and "
+                                 "grid: {KEY: [values]}")
+    sw.add_argument("--out", required=True, metavar="DIR",
+                    help="store DIR/sweep.sqlite; a rerun skips the points stored there")
+    sw.add_argument("--executor", choices=["local", "dask"], default="local",
+                    help="local process pool or dask.distributed (default: %(default)s)")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="worker processes (local), or LocalCluster workers (dask without "
+                         "--address); default: one per CPU")
+    sw.add_argument("--address", metavar="A",
+                    help="join the dask scheduler at A (e.g. tcp://host:8786)")
+    sw.add_argument("--json", action="store_true",
+                    help="print counts as one JSON object (and no progress bar)")
+    sw.set_defaults(func=cmd_sweep)
+
+    rs = sub.add_parser("results", help="one row per finished point of a sweep DIR")
+    rs.add_argument("dir", metavar="DIR", help="a directory written by octosim sweep --out")
+    fmt = rs.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help='print {"rows": [...]}')
+    fmt.add_argument("--csv", action="store_true", help="print CSV, one line per point")
+    rs.set_defaults(func=cmd_results)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="octosim", description="Orchestrated AI Workflows on spatial chips")
     p.add_argument("--version", action="version", version=f"octosim {__version__}")
@@ -305,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="systolic dataflow (default: %(default)s)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_model_cycles)
+
+    _add_sweep_parsers(sub)
     return p
 
 
