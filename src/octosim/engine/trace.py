@@ -104,16 +104,16 @@ class TraceObserver(Observer):
                             "tid": _tid(tbu_id, lane), "args": args})
         meta: list[dict[str, Any]] = []
         for c, tbus in enumerate(self.clusters):
-            meta.append({"name": "process_name", "ph": "M", "pid": c, "tid": 0,
+            meta.append({"name": "process_name", "ph": "M", "ts": 0, "pid": c, "tid": 0,
                          "args": {"name": f"cluster {c}"}})
-            meta.append({"name": "process_sort_index", "ph": "M", "pid": c, "tid": 0,
+            meta.append({"name": "process_sort_index", "ph": "M", "ts": 0, "pid": c, "tid": 0,
                          "args": {"sort_index": c}})
             for tbu_id, local in tbus:
                 for lane in range(max(1, lanes_used.get(tbu_id, 0))):
                     label = f"TBU {tbu_id}" + (f" (lane {lane + 1})" if lane else "")
-                    meta.append({"name": "thread_name", "ph": "M", "pid": c,
+                    meta.append({"name": "thread_name", "ph": "M", "ts": 0, "pid": c,
                                  "tid": _tid(tbu_id, lane), "args": {"name": label}})
-                    meta.append({"name": "thread_sort_index", "ph": "M", "pid": c,
+                    meta.append({"name": "thread_sort_index", "ph": "M", "ts": 0, "pid": c,
                                  "tid": _tid(tbu_id, lane),
                                  "args": {"sort_index": local * 1000 + lane}})
         return meta + out + self._queue_counters(us)
