@@ -106,6 +106,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      "pea_utilization": s["pea_utilization"],
                      "latency_cycles": s["latency_cycles"], "idle": s["idle"],
                      "reconfigurations": s["reconfigurations"]})
+    if args.out:
+        from octosim.experiments.run import write_compare
+
+        write_compare(args.out, {
+            "kind": "compare", "arch": args.arch, "seed": args.seed, "policies": policies,
+            "workflows": list(args.workflows), "sets": list(args.set), "results": rows,
+            "runs": [res.summary for res in results]})
     if args.json:
         _print_json({"results": rows})
         return 0
@@ -145,6 +152,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.out:
         print(f"  written to {args.out}/results.md, results.json and figures")
     return 1 if report["failures"] else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from octosim.experiments.html import write_report
+
+    kind, path = write_report(args.dir)
+    print(f"{path} ({kind} report)")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -393,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as for run, applied to every run; repeatable")
     c.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: one per CPU)")
+    c.add_argument("--out", metavar="DIR",
+                   help="write results.json (the comparison and every run's summary) here")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_compare)
 
@@ -407,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="restrict to these workflows (repeatable)")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
+
+    rep = sub.add_parser("report", help="write DIR/report.html, one self-contained page")
+    rep.add_argument("dir", metavar="DIR",
+                     help="a directory written by run --out, compare --out or reproduce --out")
+    rep.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check workflow and arch files")
     v.add_argument("files", nargs="+", help="workflow (owg: 1) or arch (arch: 1) YAML files")

@@ -3,7 +3,7 @@ that report on them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from octosim.errors import UserError
 
@@ -166,6 +166,10 @@ class Fault:
 
 class Observer:
     """Receives simulation events (metrics, traces, tests); override what you need."""
+
+    def attached(self, sim: Any) -> None:
+        """Called once, when the :class:`~octosim.engine.sim.Simulation` is built: an
+        observer that needs the chip or the task types' names reads them here."""
 
     def task_started(self, run: TaskRun, now: int) -> None: ...
 

@@ -132,6 +132,8 @@ class Simulation(ResourceActions):
         self.task_admission_wait = self.buffers.admission_wait
         self.policy_ready: Callable[[TaskRun], None] = (
             policy.on_ready if not self.faults else self._ready_after_faults)
+        for ob in self.observers:
+            ob.attached(self)
 
     def _set_bound_terms(self) -> None:
         """The context-load terms of the lower bound (see :meth:`Accounting.lower_bound`)."""

@@ -277,16 +277,25 @@ come from our own model, and these are the assumptions where it had to choose:
 """
 
 
-def figures(report: dict[str, Any], out: Path) -> None:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+IDLE_KEYS = ("pea_utilization", "starved", "blocked", "reconfiguring", "unbound",
+             "memory_stalled", "transfer")
+
+
+def speedup_plot(report: dict[str, Any]) -> Any:
+    """Octopus's speed-up over each baseline per workflow (a reproduction's results)."""
+    plt = _pyplot()
     wfs = report["workflows"]
     names = [w["workflow"] for w in wfs]
     x = range(len(names))
-
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.27
     for i, b in enumerate(("static", "reactive", "indiscriminate")):
@@ -299,68 +308,93 @@ def figures(report: dict[str, Any], out: Path) -> None:
     ax.set_ylabel("speed-up of Octopus (makespan)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "speedup.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def ablation_plot(report: dict[str, Any]) -> Any:
+    plt = _pyplot()
     ab = report["ablation_speedup_vs_static"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.bar(list(ab), [v["geomean"] for v in ab.values()], color="tab:blue")
     ax.set_ylabel("speed-up over static (geomean)")
     fig.tight_layout()
-    fig.savefig(out / "ablation.png", dpi=110)
-    plt.close(fig)
+    return fig
 
-    util = report["utilization"]
-    pols = [p for p in POLICY_ORDER if p in util]
-    keys = ["pea_utilization", "starved", "blocked", "reconfiguring", "unbound", "transfer"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    bottom = [0.0] * len(pols)
+
+def idle_plot(util: dict[str, dict[str, float]],
+              keys: tuple[str, ...] = IDLE_KEYS, width_in: float | None = None) -> Any:
+    """Stacked bars of where the PEA time goes, one bar per label of ``util`` (each a flat
+    dict: ``pea_utilization`` and the idle causes, fractions of all PEA time)."""
+    plt = _pyplot()
+    labels = list(util)
+    keys = tuple(k for k in keys if any(k in u for u in util.values()))
+    width_in = width_in or max(5.0, min(14.0, 1.0 + 0.9 * len(labels)))
+    fig, ax = plt.subplots(figsize=(width_in, 4))
+    bottom = [0.0] * len(labels)
     for k in keys:
-        vals = [util[p].get(k, 0.0) for p in pols]
-        ax.bar(pols, vals, bottom=bottom, label="busy" if k == "pea_utilization" else k)
+        vals = [util[lb].get(k, 0.0) for lb in labels]
+        ax.bar(labels, vals, bottom=bottom, label="busy" if k == "pea_utilization" else k)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_ylabel("fraction of PEA time")
     ax.legend(fontsize=8, loc="lower right")
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
-    fig.savefig(out / "idle.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def latency_plot(report: dict[str, Any]) -> Any | None:
+    """p99 latency relative to static per workflow at each load (None without latency runs)."""
     lat = report.get("latency", [])
-    if lat:
-        loads = sorted({r["load"] for r in lat})
-        fig, axes = plt.subplots(1, len(loads), figsize=(5 * len(loads), 4), squeeze=False)
-        for ax, load in zip(axes[0], loads, strict=True):
-            rows = [r for r in lat if r["load"] == load]
-            pols = sorted({r["policy"] for r in rows}, key=lambda p: POLICY_ORDER.index(p)
-                          if p in POLICY_ORDER else 99)
-            width = 0.8 / max(1, len(pols))
-            for i, p in enumerate(pols):
-                vals = []
-                for n in names:
-                    match = [r["p99"] for r in rows if r["policy"] == p and r["workflow"] == n]
-                    base = [r["p99"] for r in rows if r["policy"] == "static"
-                            and r["workflow"] == n]
-                    vals.append(match[0] / base[0] if match and base and base[0] else 0.0)
-                ax.bar([j + (i - len(pols) / 2) * width for j in x], vals, width, label=p)
-            ax.set_xticks(list(x), names, rotation=30, ha="right")
-            ax.set_title(f"p99 latency at {int(load * 100)}% load (relative to static)")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=110)
-        plt.close(fig)
+    if not lat:
+        return None
+    plt = _pyplot()
+    names = [w["workflow"] for w in report["workflows"]]
+    x = range(len(names))
+    loads = sorted({r["load"] for r in lat})
+    fig, axes = plt.subplots(1, len(loads), figsize=(5 * len(loads), 4), squeeze=False)
+    for ax, load in zip(axes[0], loads, strict=True):
+        rows = [r for r in lat if r["load"] == load]
+        pols = sorted({r["policy"] for r in rows}, key=lambda p: POLICY_ORDER.index(p)
+                      if p in POLICY_ORDER else 99)
+        width = 0.8 / max(1, len(pols))
+        for i, p in enumerate(pols):
+            vals = []
+            for n in names:
+                match = [r["p99"] for r in rows if r["policy"] == p and r["workflow"] == n]
+                base = [r["p99"] for r in rows if r["policy"] == "static"
+                        and r["workflow"] == n]
+                vals.append(match[0] / base[0] if match and base and base[0] else 0.0)
+            ax.bar([j + (i - len(pols) / 2) * width for j in x], vals, width, label=p)
+        ax.set_xticks(list(x), names, rotation=30, ha="right")
+        ax.set_title(f"p99 latency at {int(load * 100)}% load (relative to static)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
-def regime_figure(factor: str, entries: list[dict[str, Any]], out: Path) -> Path:
+def _save(fig: Any, path: Path, dpi: int = 110) -> None:
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+
+
+def figures(report: dict[str, Any], out: Path) -> None:
+    _save(speedup_plot(report), out / "speedup.png")
+    _save(ablation_plot(report), out / "ablation.png")
+    util = report["utilization"]
+    _save(idle_plot({p: util[p] for p in POLICY_ORDER if p in util},
+                    ("pea_utilization", "starved", "blocked", "reconfiguring", "unbound",
+                     "transfer"), width_in=8), out / "idle.png")
+    lat = latency_plot(report)
+    if lat is not None:
+        _save(lat, out / "latency.png")
+
+
+def regime_plot(factor: str, entries: list[dict[str, Any]]) -> Any:
     """One factor of the regime map: Octopus's speed-up over each baseline and over the best
     one as the factor moves, with the paper's mean and maximum as reference lines."""
-    import matplotlib
-
     from octosim.experiments import regimes as rg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     ok = [e for e in entries if e.get("speedup_vs_best_baseline") is not None]
     xs = list(range(len(ok)))
     labels = [f"{e['value']}\n(CV {e['count_cv']})" if "count_cv" in e else str(e["value"])
@@ -373,21 +407,25 @@ def regime_figure(factor: str, entries: list[dict[str, Any]], out: Path) -> Path
     ax.axhline(rg.PAPER["mean"], color="tab:red", lw=1, label="paper, mean 2.50x")
     ax.axhline(rg.PAPER["max"], color="tab:red", lw=1, ls="--", label="paper, max 4.26x")
     ax.axhline(1.0, color="grey", lw=0.8)
-    base = rg.FACTORS[factor].base
+    base = rg.FACTORS[factor].base if factor in rg.FACTORS else None
     for x, e in zip(xs, ok, strict=True):
         if e["value"] == base:
             ax.axvline(x, color="grey", lw=0.8, ls=":")
     ax.set_xticks(xs, labels)
-    ax.set_xlabel(f"{factor}: {rg.FACTORS[factor].what} (dotted: base point)")
+    what = rg.FACTORS[factor].what if factor in rg.FACTORS else factor
+    ax.set_xlabel(f"{factor}: {what} (dotted: base point)")
     ax.set_ylabel("Octopus speed-up (makespan ratio)")
     ax.set_ylim(0, max(rg.PAPER["max"] * 1.1,
                        *(max(e["speedup"].values()) * 1.05 for e in ok)) if ok else 5)
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"Regime map: {factor}")
     fig.tight_layout()
+    return fig
+
+
+def regime_figure(factor: str, entries: list[dict[str, Any]], out: Path) -> Path:
     path = out / f"regime_{factor}.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(regime_plot(factor, entries), path, dpi=120)
     return path
 
 

@@ -21,8 +21,18 @@ def simulate(cfg: RunConfig, observers: list[Observer] | None = None) -> Simulat
     return sim.run()
 
 
+# Percentiles of end-to-end latency kept in every summary (``latency_cdf_cycles``), enough to
+# draw a run's latency CDF in a report without keeping every instance's latency.
+CDF_PERCENTS = (0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 100)
+
+
 def run_config(cfg: RunConfig, observers: list[Observer] | None = None) -> dict[str, Any]:
-    return summarize(simulate(cfg, observers))
+    sim = simulate(cfg, observers)
+    summary = summarize(sim)
+    values = sim.latencies.percentiles(list(CDF_PERCENTS))
+    summary["latency_cdf_cycles"] = {"percent": list(CDF_PERCENTS),
+                                     "cycles": [round(v, 3) for v in values]}
+    return summary
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -44,5 +54,14 @@ def write_run(out_dir: str, cfg: RunConfig, summary: dict[str, Any]) -> None:
     try:
         write_atomic(out / "config.yaml", dump_yaml(cfg.to_dict()))
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot write results: {exc.strerror or exc}", file=out_dir) from None
+
+
+def write_compare(out_dir: str, doc: dict[str, Any]) -> None:
+    """``compare --out DIR``: ``results.json`` with the comparison (as ``compare --json``) and
+    every run's full summary under ``runs``, what ``octosim report DIR`` draws from."""
+    try:
+        write_atomic(Path(out_dir) / "results.json", json.dumps(doc, indent=2) + "\n")
     except OSError as exc:
         raise UserError(f"cannot write results: {exc.strerror or exc}", file=out_dir) from None
