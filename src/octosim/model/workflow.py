@@ -12,6 +12,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -61,10 +62,17 @@ class BatchModel(_Strict):
     wait_cycles: int = Field(default=0, ge=0, le=10**12)
 
 
+class OnnxModel(_Strict):
+    """``model: {onnx: PATH}``: layer shapes read from an ONNX graph; a relative PATH is
+    relative to the workflow file's directory."""
+
+    onnx: str = Field(min_length=1)
+
+
 class TaskModel(_Strict):
     kind: Literal["ai", "general"]
     cycles: Any = None
-    model: str | None = None
+    model: str | OnnxModel | None = None
     scale: Any = None
     weight_passes: Any = None
     peas: tuple[int, int] | None = None
@@ -363,6 +371,21 @@ class _FlowCompiler:
         return BranchNode(block, step_where, cases)
 
 
+ONNX_PREFIX = "onnx:"  # the zoo's get_model reads "onnx:PATH" as an ONNX file
+
+
+def _onnx_ref(path: str, file: str, where: str) -> str:
+    """``model: {onnx: PATH}`` as a model reference for the zoo, PATH made relative to the
+    workflow file's directory (a workflow given as data: the current directory)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        base = Path(file).parent if Path(file).is_file() else Path()
+        p = base / p
+    if not p.is_file():
+        raise UserError(f"no such ONNX file: {p}", file=file, where=where)
+    return ONNX_PREFIX + str(p)
+
+
 def parse_workflow(data: Any, file: str) -> Workflow:
     """Validate and compile a parsed ``owg: 1`` document."""
     raw = require_mapping(data, file, "a workflow with owg: 1")
@@ -427,7 +450,9 @@ def parse_workflow(data: Any, file: str) -> Workflow:
         if t.batch.max > 1 and t.model is None:
             raise UserError("'batch' shares a pass over a model's weights: it needs 'model'",
                             file=file, where=f"{w}.batch")
-        tasks[name] = TaskDef(name, t.kind, i, cycles, t.model, scale, t.peas, t.context_bytes,
+        model_ref = (_onnx_ref(t.model.onnx, file, f"{w}.model.onnx")
+                     if isinstance(t.model, OnnxModel) else t.model)
+        tasks[name] = TaskDef(name, t.kind, i, cycles, model_ref, scale, t.peas, t.context_bytes,
                               out_bytes, sets, weight_passes=passes,
                               batch_max=t.batch.max, batch_wait_cycles=t.batch.wait_cycles)
 
