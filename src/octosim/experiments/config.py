@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,27 +147,36 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
-def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
-                   sets: list[str] | None = None,
-                   faults: list[str] | None = None) -> RunConfig:
-    wf_path = resolve("workflow", workflow)
-    arch_path = resolve("arch", arch)
-    wf_raw = load_yaml_file(wf_path)
-    arch_raw = load_yaml_file(arch_path)
-    cfg: dict[str, Any] = {
-        "workflow": copy.deepcopy(wf_raw) if isinstance(wf_raw, dict) else wf_raw,
-        "arch": copy.deepcopy(arch_raw) if isinstance(arch_raw, dict) else arch_raw,
-        "policy": {"name": policy},
-        "seed": seed,
-    }
+def _source(kind: str, ref: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, str]:
+    """The raw document of a workflow or arch given by built-in name, path or as data, and the
+    file name its messages use (``<workflow>`` for data)."""
+    if isinstance(ref, Mapping):
+        return copy.deepcopy(dict(ref)), f"<{kind}>"
+    path = resolve(kind, os.fspath(ref))
+    raw = load_yaml_file(path)
+    return (copy.deepcopy(raw) if isinstance(raw, dict) else raw), str(path)
+
+
+def resolve_config(workflow: str | os.PathLike[str] | Mapping[str, Any],
+                   arch: str | os.PathLike[str] | Mapping[str, Any], policy: str,
+                   seed: int = 1, sets: list[str] | None = None,
+                   faults: list[str] | None = None,
+                   values: Sequence[tuple[str, Any]] = ()) -> RunConfig:
+    """The configuration of one run. ``workflow`` and ``arch`` are built-in names, paths, or
+    documents as data (the Python API); ``sets`` are ``--set KEY=VALUE`` items (VALUE YAML
+    text) and ``values`` the same as ``(KEY, value)`` pairs already parsed, applied after
+    them."""
+    wf_raw, wf_file = _source("workflow", workflow)
+    arch_raw, arch_file = _source("arch", arch)
+    cfg: dict[str, Any] = {"workflow": wf_raw, "arch": arch_raw, "policy": {"name": policy},
+                           "seed": seed}
     get_policy(policy)
     keys: list[str] = []
-    for item in sets or []:
-        k, v = parse_set(item)
+    for k, v in [*(parse_set(item) for item in sets or []), *values]:
         if k.startswith("workflow.") and not isinstance(cfg["workflow"], dict):
-            raise UserError("not a workflow mapping", file=str(wf_path))
+            raise UserError("not a workflow mapping", file=wf_file)
         if k.startswith("arch.") and not isinstance(cfg["arch"], dict):
-            raise UserError("not an arch mapping", file=str(arch_path))
+            raise UserError("not an arch mapping", file=arch_file)
         apply_set(cfg, k, v)
         keys.append(k)
     if "workflow.arrivals.count" in keys and not any(
@@ -175,7 +186,7 @@ def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
 
     for f in faults or []:
         Fault.parse(f)  # a malformed fault is reported before anything runs
-    return RunConfig(cfg["workflow"], str(wf_path), cfg["arch"], str(arch_path), cfg["policy"],
+    return RunConfig(cfg["workflow"], wf_file, cfg["arch"], arch_file, cfg["policy"],
                      check_seed(cfg["seed"]), sets=keys, faults=tuple(faults or ()))
 
 
