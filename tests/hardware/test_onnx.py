@@ -114,9 +114,10 @@ def test_a_dynamic_batch_is_one_and_a_fixed_batch_is_batched(tmp_path: Path) -> 
 
 
 def test_matmul_attention_and_elementwise(tmp_path: Path) -> None:
-    """A tiny attention block: projections are weight matmuls (rows = tokens), scores are
-    activation x activation products per head, softmax and the residual add are elementwise."""
-    s, d, h = 8, 32, 4
+    """A tiny attention block on a batch of 2 sequences: projections are weight matmuls (rows =
+    all tokens of the batch), scores are activation x activation products per sequence and
+    head, softmax and the residual add are elementwise."""
+    b, s, d, h = 2, 8, 32, 4
     nodes = [
         helper.make_node("MatMul", ["x", "wq"], ["q"], name="q"),
         helper.make_node("MatMul", ["x", "wk"], ["k"], name="k"),
@@ -129,20 +130,20 @@ def test_matmul_attention_and_elementwise(tmp_path: Path) -> None:
         helper.make_node("Add", ["x", "q"], ["y"], name="residual"),
     ]
     shape = onnx.numpy_helper.from_array(
-        __import__("numpy").array([1, s, h, d // h], dtype="int64"), "shape")
+        __import__("numpy").array([b, s, h, d // h], dtype="int64"), "shape")
     graph = helper.make_graph(
-        nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, s, d])],
+        nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [b, s, d])],
         [helper.make_tensor_value_info("p", TensorProto.FLOAT, None),
          helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [_init("wq", [d, d]), _init("wk", [d, d]), shape])
     path = tmp_path / "attn.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     assert load_onnx_layers(str(path)) == [
-        Layer.matmul("q", s, d, d),
-        Layer.matmul("k", s, d, d),
-        Layer.matmul("scores", s, s, d // h, groups=h, has_weights=False),
-        Layer.elementwise("softmax", h * s * s, 1, 1),
-        Layer.elementwise("residual", s * d, 1, 1),
+        Layer.matmul("q", b * s, d, d),
+        Layer.matmul("k", b * s, d, d),
+        Layer.matmul("scores", s, s, d // h, groups=b * h, has_weights=False),
+        Layer.elementwise("softmax", b * h * s * s, 1, 1),
+        Layer.elementwise("residual", b * s * d, 1, 1),
     ]
 
 
