@@ -205,6 +205,10 @@ def test_a_workflow_task_runs_the_onnx_model_like_the_same_csv_table(
     for key in ("makespan_cycles", "lower_bound_cycles", "tasks", "latency_cycles", "events"):
         assert a[key] == b[key], key
     assert a["tasks"]["net"]["mean_service_cycles"] > 0
+    # the resolved configuration names the file absolutely: run --out DIR reruns from anywhere
+    assert main(["run", str(onnx_wf), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert str(sub / "tiny.onnx") in (tmp_path / "out" / "config.yaml").read_text()
     # model-cycles reads the ONNX file too, with the hand-built table's cycles
     assert main(["model-cycles", "--onnx", str(sub / "tiny.onnx"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
