@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -154,7 +155,28 @@ def _source(kind: str, ref: str | os.PathLike[str] | Mapping[str, Any]) -> tuple
         return copy.deepcopy(dict(ref)), f"<{kind}>"
     path = resolve(kind, os.fspath(ref))
     raw = load_yaml_file(path)
-    return (copy.deepcopy(raw) if isinstance(raw, dict) else raw), str(path)
+    if not isinstance(raw, dict):
+        return raw, str(path)
+    raw = copy.deepcopy(raw)
+    if kind == "workflow":
+        _anchor_model_files(raw, path.parent)
+    return raw, str(path)
+
+
+def _anchor_model_files(wf: dict[str, Any], base: Path) -> None:
+    """``model: {onnx: FILE}`` relative to the workflow file becomes absolute, so that the
+    resolved configuration (``run --out DIR/config.yaml``) names the same file wherever it is
+    read from."""
+    tasks = wf.get("tasks")
+    if not isinstance(tasks, dict):
+        return
+    for task in tasks.values():
+        model = task.get("model") if isinstance(task, dict) else None
+        if not isinstance(model, dict):
+            continue
+        ref = model.get("onnx")
+        if isinstance(ref, str) and ref and not Path(ref).expanduser().is_absolute():
+            model["onnx"] = str((base / ref).absolute())
 
 
 def resolve_config(workflow: str | os.PathLike[str] | Mapping[str, Any],

@@ -564,8 +564,11 @@ def model_from_onnx(path: str) -> ModelSpec:
 def _onnx_model(path: str, stamp: tuple[str, int, int]) -> ModelSpec:
     from octosim.hardware.onnx_import import load_onnx_layers
 
-    return ModelSpec(
-        name=Path(path).stem,
-        source=f"ONNX model {path}",
-        layers=tuple(load_onnx_layers(path)),
-    )
+    try:
+        layers = load_onnx_layers(path)
+    except UserError as exc:
+        # Located in the ONNX file, as the text: a workflow's task that names it adds its own
+        # place in front (error: WORKFLOW: tasks.T.model: FILE.onnx: node ...: what).
+        where = ": ".join(x for x in (exc.file, exc.where) if x)
+        raise UserError(f"{where}: {exc.what}" if where else exc.what) from None
+    return ModelSpec(name=Path(path).stem, source=f"ONNX model {path}", layers=tuple(layers))

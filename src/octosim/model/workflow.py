@@ -62,17 +62,10 @@ class BatchModel(_Strict):
     wait_cycles: int = Field(default=0, ge=0, le=10**12)
 
 
-class OnnxModel(_Strict):
-    """``model: {onnx: PATH}``: layer shapes read from an ONNX graph; a relative PATH is
-    relative to the workflow file's directory."""
-
-    onnx: str = Field(min_length=1)
-
-
 class TaskModel(_Strict):
     kind: Literal["ai", "general"]
     cycles: Any = None
-    model: str | OnnxModel | None = None
+    model: Any = None  # a zoo name or FILE.csv (str), or {onnx: FILE}: checked by _model_ref
     scale: Any = None
     weight_passes: Any = None
     peas: tuple[int, int] | None = None
@@ -374,6 +367,18 @@ class _FlowCompiler:
 ONNX_PREFIX = "onnx:"  # the zoo's get_model reads "onnx:PATH" as an ONNX file
 
 
+def _model_ref(model: Any, file: str, where: str) -> str | None:
+    """A task's ``model`` as the zoo's ``get_model`` takes it: a name or ``FILE.csv`` as given,
+    ``{onnx: FILE}`` as ``onnx:PATH`` (see :func:`_onnx_ref`)."""
+    if model is None or (isinstance(model, str) and model):
+        return model
+    if (isinstance(model, Mapping) and set(model) == {"onnx"} and isinstance(model["onnx"], str)
+            and model["onnx"]):
+        return _onnx_ref(model["onnx"], file, f"{where}.onnx")
+    raise UserError(f"expected a model name (octosim list models), a SCALE-Sim topology "
+                    f"FILE.csv or {{onnx: FILE.onnx}}, got {model!r}", file=file, where=where)
+
+
 def _onnx_ref(path: str, file: str, where: str) -> str:
     """``model: {onnx: PATH}`` as a model reference for the zoo, PATH made relative to the
     workflow file's directory (a workflow given as data: the current directory)."""
@@ -450,8 +455,7 @@ def parse_workflow(data: Any, file: str) -> Workflow:
         if t.batch.max > 1 and t.model is None:
             raise UserError("'batch' shares a pass over a model's weights: it needs 'model'",
                             file=file, where=f"{w}.batch")
-        model_ref = (_onnx_ref(t.model.onnx, file, f"{w}.model.onnx")
-                     if isinstance(t.model, OnnxModel) else t.model)
+        model_ref = _model_ref(t.model, file, f"{w}.model")
         tasks[name] = TaskDef(name, t.kind, i, cycles, model_ref, scale, t.peas, t.context_bytes,
                               out_bytes, sets, weight_passes=passes,
                               batch_max=t.batch.max, batch_wait_cycles=t.batch.wait_cycles)
