@@ -224,3 +224,20 @@ def test_a_missing_onnx_file_names_the_task(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: {wf}: tasks.net.model.onnx: no such ONNX file")
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("model, what", [
+    ("{onnx: 3}", "tasks.net.model: expected a model name"),
+    ("{onnx: tiny.onnx, extra: 1}", "tasks.net.model: expected a model name"),
+    ("{onnx: text.onnx}", "tasks.net.model: {dir}/text.onnx: not an ONNX model"),
+])
+def test_bad_onnx_models_in_a_workflow_name_the_task_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, what: str) -> None:
+    conv_relu_gemm(tmp_path / "tiny.onnx")
+    (tmp_path / "text.onnx").write_text("not a protobuf")
+    wf = tmp_path / "w.yaml"
+    wf.write_text(WORKFLOW.replace("MODEL", f"model: {model}"))
+    assert main(["run", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {wf}: " + what.format(dir=tmp_path)), err
+    assert err.count("\n") == 1
