@@ -225,15 +225,22 @@ def cmd_model_cycles(args: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise UserError(f"--pea {args.pea!r}: expected ROWSxCOLS, e.g. 16x16") from None
+    if args.topology and args.onnx:
+        raise UserError("model-cycles: give --topology or --onnx, not both")
     if args.topology:
         layers = load_topology_csv(args.topology)
         name = args.topology
+    elif args.onnx:
+        from octosim.hardware.onnx_import import load_onnx_layers
+
+        layers = load_onnx_layers(args.onnx)
+        name = args.onnx
     elif args.model:
         spec = get_model(args.model)
         layers = list(spec.layers)
         name = spec.name
     else:
-        raise UserError("model-cycles: give a MODEL name or --topology CSV")
+        raise UserError("model-cycles: give a MODEL name, --topology CSV or --onnx FILE")
     cycles = model_layer_cycles(layers, rows, cols, args.dataflow)
     result = {
         "model": name, "pea": f"{rows}x{cols}", "dataflow": args.dataflow,
@@ -442,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("model-cycles", help="PEA cycles of a model's layers")
     m.add_argument("model", nargs="?", help="a model of the zoo (octosim list models)")
     m.add_argument("--topology", metavar="CSV", help="a SCALE-Sim topology CSV instead")
+    m.add_argument("--onnx", metavar="FILE", help="an ONNX model's layer shapes instead")
     m.add_argument("--pea", default="16x16", metavar="ROWSxCOLS",
                    help="PE array size (default: %(default)s)")
     m.add_argument("--dataflow", choices=["os", "ws", "is"], default="os",

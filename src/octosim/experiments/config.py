@@ -11,6 +11,8 @@ import copy
 import functools
 import hashlib
 import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,27 +165,57 @@ def _load_cached(path: Path) -> Any:
     return _load_stamped(str(path), st.st_mtime_ns, st.st_size)
 
 
-def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
-                   sets: list[str] | None = None,
-                   faults: list[str] | None = None) -> RunConfig:
-    wf_path = resolve("workflow", workflow)
-    arch_path = resolve("arch", arch)
-    wf_raw = _load_cached(wf_path)
-    arch_raw = _load_cached(arch_path)
-    cfg: dict[str, Any] = {
-        "workflow": copy.deepcopy(wf_raw) if isinstance(wf_raw, dict) else wf_raw,
-        "arch": copy.deepcopy(arch_raw) if isinstance(arch_raw, dict) else arch_raw,
-        "policy": {"name": policy},
-        "seed": seed,
-    }
+def _source(kind: str, ref: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, str]:
+    """The raw document of a workflow or arch given by built-in name, path or as data, and the
+    file name its messages use (``<workflow>`` for data)."""
+    if isinstance(ref, Mapping):
+        return copy.deepcopy(dict(ref)), f"<{kind}>"
+    path = resolve(kind, os.fspath(ref))
+    raw = _load_cached(path)
+    if not isinstance(raw, dict):
+        return raw, str(path)
+    raw = copy.deepcopy(raw)
+    if kind == "workflow":
+        _anchor_model_files(raw, path.parent)
+    return raw, str(path)
+
+
+def _anchor_model_files(wf: dict[str, Any], base: Path) -> None:
+    """``model: {onnx: FILE}`` relative to the workflow file becomes absolute, so that the
+    resolved configuration (``run --out DIR/config.yaml``) names the same file wherever it is
+    read from."""
+    tasks = wf.get("tasks")
+    if not isinstance(tasks, dict):
+        return
+    for task in tasks.values():
+        model = task.get("model") if isinstance(task, dict) else None
+        if not isinstance(model, dict):
+            continue
+        ref = model.get("onnx")
+        if isinstance(ref, str) and ref and not Path(ref).expanduser().is_absolute():
+            model["onnx"] = str((base / ref).absolute())
+
+
+def resolve_config(workflow: str | os.PathLike[str] | Mapping[str, Any],
+                   arch: str | os.PathLike[str] | Mapping[str, Any], policy: str,
+                   seed: int = 1, sets: list[str] | None = None,
+                   faults: list[str] | None = None,
+                   values: Sequence[tuple[str, Any]] = ()) -> RunConfig:
+    """The configuration of one run. ``workflow`` and ``arch`` are built-in names, paths, or
+    documents as data (the Python API); ``sets`` are ``--set KEY=VALUE`` items (VALUE YAML
+    text) and ``values`` the same as ``(KEY, value)`` pairs already parsed, applied after
+    them."""
+    wf_raw, wf_file = _source("workflow", workflow)
+    arch_raw, arch_file = _source("arch", arch)
+    cfg: dict[str, Any] = {"workflow": wf_raw, "arch": arch_raw, "policy": {"name": policy},
+                           "seed": seed}
     get_policy(policy)
     keys: list[str] = []
-    for item in sets or []:
-        k, v = parse_set(item)
+    for k, v in [*(parse_set(item) for item in sets or []), *values]:
         if k.startswith("workflow.") and not isinstance(cfg["workflow"], dict):
-            raise UserError("not a workflow mapping", file=str(wf_path))
+            raise UserError("not a workflow mapping", file=wf_file)
         if k.startswith("arch.") and not isinstance(cfg["arch"], dict):
-            raise UserError("not an arch mapping", file=str(arch_path))
+            raise UserError("not an arch mapping", file=arch_file)
         apply_set(cfg, k, v)
         keys.append(k)
     if "workflow.arrivals.count" in keys and not any(
@@ -193,7 +225,7 @@ def resolve_config(workflow: str, arch: str, policy: str, seed: int = 1,
 
     for f in faults or []:
         Fault.parse(f)  # a malformed fault is reported before anything runs
-    return RunConfig(cfg["workflow"], str(wf_path), cfg["arch"], str(arch_path), cfg["policy"],
+    return RunConfig(cfg["workflow"], wf_file, cfg["arch"], arch_file, cfg["policy"],
                      check_seed(cfg["seed"]), sets=keys, faults=tuple(faults or ()))
 
 

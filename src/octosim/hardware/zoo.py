@@ -36,7 +36,7 @@ from octosim.errors import UserError
 from octosim.hardware.systolic import Layer, layer_cycles, model_layer_cycles
 from octosim.hardware.topology import load_topology_csv
 
-__all__ = ["ModelSpec", "get_model", "list_models", "model_from_topology"]
+__all__ = ["ModelSpec", "get_model", "list_models", "model_from_onnx", "model_from_topology"]
 
 
 @dataclass(frozen=True)
@@ -519,12 +519,22 @@ def _builtin(name: str) -> ModelSpec:
     )
 
 
+ONNX_PREFIX = "onnx:"
+"""``get_model("onnx:PATH")`` reads an ONNX file whatever its name ends with (a workflow's
+``model: {onnx: PATH}`` compiles to this)."""
+
+
 def get_model(name: str) -> ModelSpec:
-    """A built-in model by name, or a SCALE-Sim topology CSV if ``name`` ends in ``.csv``."""
+    """A built-in model by name, a SCALE-Sim topology CSV if ``name`` ends in ``.csv``, or an
+    ONNX model if it ends in ``.onnx`` or starts with ``onnx:``."""
     if name in _REGISTRY:
         return _builtin(name)
     if name.lower().endswith(".csv"):
         return model_from_topology(name)
+    if name.startswith(ONNX_PREFIX):
+        return model_from_onnx(name[len(ONNX_PREFIX):])
+    if name.lower().endswith(".onnx"):
+        return model_from_onnx(name)
     raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
 
 
@@ -536,3 +546,29 @@ def model_from_topology(path: str) -> ModelSpec:
         source=f"SCALE-Sim topology CSV {path}",
         layers=tuple(layers),
     )
+
+
+def model_from_onnx(path: str) -> ModelSpec:
+    """A model whose layers are read from an ONNX graph (see ``onnx_import.py``); read once per
+    file version (a workflow's runs and policies share it)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        stamp = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (str(p), 0, -1)  # missing: load_onnx_layers reports it
+    return _onnx_model(path, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _onnx_model(path: str, stamp: tuple[str, int, int]) -> ModelSpec:
+    from octosim.hardware.onnx_import import load_onnx_layers
+
+    try:
+        layers = load_onnx_layers(path)
+    except UserError as exc:
+        # Located in the ONNX file, as the text: a workflow's task that names it adds its own
+        # place in front (error: WORKFLOW: tasks.T.model: FILE.onnx: node ...: what).
+        where = ": ".join(x for x in (exc.file, exc.where) if x)
+        raise UserError(f"{where}: {exc.what}" if where else exc.what) from None
+    return ModelSpec(name=Path(path).stem, source=f"ONNX model {path}", layers=tuple(layers))

@@ -12,6 +12,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,7 +65,7 @@ class BatchModel(_Strict):
 class TaskModel(_Strict):
     kind: Literal["ai", "general"]
     cycles: Any = None
-    model: str | None = None
+    model: Any = None  # a zoo name or FILE.csv (str), or {onnx: FILE}: checked by _model_ref
     scale: Any = None
     weight_passes: Any = None
     peas: tuple[int, int] | None = None
@@ -363,6 +364,33 @@ class _FlowCompiler:
         return BranchNode(block, step_where, cases)
 
 
+ONNX_PREFIX = "onnx:"  # the zoo's get_model reads "onnx:PATH" as an ONNX file
+
+
+def _model_ref(model: Any, file: str, where: str) -> str | None:
+    """A task's ``model`` as the zoo's ``get_model`` takes it: a name or ``FILE.csv`` as given,
+    ``{onnx: FILE}`` as ``onnx:PATH`` (see :func:`_onnx_ref`)."""
+    if model is None or (isinstance(model, str) and model):
+        return model
+    if (isinstance(model, Mapping) and set(model) == {"onnx"} and isinstance(model["onnx"], str)
+            and model["onnx"]):
+        return _onnx_ref(model["onnx"], file, f"{where}.onnx")
+    raise UserError(f"expected a model name (octosim list models), a SCALE-Sim topology "
+                    f"FILE.csv or {{onnx: FILE.onnx}}, got {model!r}", file=file, where=where)
+
+
+def _onnx_ref(path: str, file: str, where: str) -> str:
+    """``model: {onnx: PATH}`` as a model reference for the zoo, PATH made relative to the
+    workflow file's directory (a workflow given as data: the current directory)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        base = Path(file).parent if Path(file).is_file() else Path()
+        p = base / p
+    if not p.is_file():
+        raise UserError(f"no such ONNX file: {p}", file=file, where=where)
+    return ONNX_PREFIX + str(p)
+
+
 def parse_workflow(data: Any, file: str) -> Workflow:
     """Validate and compile a parsed ``owg: 1`` document."""
     raw = require_mapping(data, file, "a workflow with owg: 1")
@@ -427,7 +455,8 @@ def parse_workflow(data: Any, file: str) -> Workflow:
         if t.batch.max > 1 and t.model is None:
             raise UserError("'batch' shares a pass over a model's weights: it needs 'model'",
                             file=file, where=f"{w}.batch")
-        tasks[name] = TaskDef(name, t.kind, i, cycles, t.model, scale, t.peas, t.context_bytes,
+        model_ref = _model_ref(t.model, file, f"{w}.model")
+        tasks[name] = TaskDef(name, t.kind, i, cycles, model_ref, scale, t.peas, t.context_bytes,
                               out_bytes, sets, weight_passes=passes,
                               batch_max=t.batch.max, batch_wait_cycles=t.batch.wait_cycles)
 
