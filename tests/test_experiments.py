@@ -44,7 +44,7 @@ def test_a_failing_point_does_not_lose_the_others() -> None:
     results = run_many(specs, workers=2)
     assert [r.error is None for r in results] == [True, False, True]
     assert results[1].error == (
-        f"error: {resolve('arch', 'octopus-chip')}: tbu.peas: Input should be greater than or "
+        "error: octopus-chip: tbu.peas: Input should be greater than or "
         "equal to 1 (got 0) (set by --set arch.tbu.peas)")
     assert results[0].summary and results[2].summary
 
