@@ -307,11 +307,14 @@ def cmd_model_cycles(args: argparse.Namespace) -> int:
         layers = load_topology_csv(args.topology)
         name = args.topology
     elif args.model:
-        spec = get_model(args.model)
+        try:
+            spec = get_model(args.model)
+        except UserError as exc:
+            raise exc.within(file=args.model) from None
         layers = list(spec.layers)
         name = spec.name
     else:
-        raise UserError("model-cycles: give a MODEL name or --topology CSV")
+        raise UserError("give a MODEL name or --topology CSV", file="octosim model-cycles")
     cycles = model_layer_cycles(layers, rows, cols, args.dataflow)
     result = {
         "model": name, "pea": f"{rows}x{cols}", "dataflow": args.dataflow,

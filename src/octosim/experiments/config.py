@@ -87,7 +87,7 @@ class RunConfig:
         """Give an error that names no file the input it came from (DESIGN section 6:
         ``error: FILE: where: what``): a policy parameter names the ``--set`` item or the run
         config that gave it, or ``--policy``; a defect names the arch."""
-        if exc.file:
+        if exc.file or exc.what.startswith("--"):  # already names its file or its option
             return exc
         where = exc.where or ""
         if where == "policy" or where.startswith(("policy.", "policy[")):
@@ -216,7 +216,9 @@ def get_policy_named(name: str, source: str) -> type[Policy]:
     except UserError as exc:
         if exc.file:
             raise
-        where = None if exc.where in (None, "policy") or source.startswith("--") else exc.where
+        where = None if exc.where in (None, "policy") else exc.where  # a plug-in's is kept
+        if where is None and not source.startswith("--"):
+            where = "policy"
         raise UserError(exc.what, file=source, where=where) from None
 
 
