@@ -126,7 +126,8 @@ def test_reproduce_quick_on_one_workflow(tmp_path: Path,
 
     # The markdown shows the measured numbers.
     md = (out / "results.md").read_text()
-    assert "octosim reproduce --quick" in md
+    # The real command, whatever --out was (it used to say --out docs/results).
+    assert f"`octosim reproduce --quick --workflow street-camera --out {out}`" in md
     sp = report["speedup"]["static"]
     assert f"| static | {sp['mean']:.2f} | {sp['geomean']:.2f} | {sp['min']:.2f} | " \
            f"{sp['max']:.2f} |" in md
