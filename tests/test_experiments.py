@@ -9,7 +9,6 @@ import pytest
 
 from octosim.cli import main
 from octosim.experiments.batch import RunSpec, run_many
-from octosim.workloads import resolve
 
 SMALL = ["--set", "workflow.arrivals.count=10", "--set", "workflow.phases=[]",
          "--set", "workflow.arrivals.process=batch"]
