@@ -177,7 +177,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for res in results:
         if res.error or res.summary is None:
             # The point's own error line already names its file and place.
-            raise UserError(f"{res.error.removeprefix('error: ')} (in {res.spec.workflow} "
+            raise UserError(f"{(res.error or '').removeprefix('error: ')} (in {res.spec.workflow} "
                             f"under {res.spec.policy})")
         s = res.summary
         base = first.setdefault(res.spec.workflow, s["makespan_cycles"])
