@@ -26,28 +26,104 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from octosim.engine.sim import Observer
-    from octosim.experiments.config import resolve_config
     from octosim.experiments.run import run_config, write_run
 
-    cfg = resolve_config(args.workflow, args.arch, args.policy, args.seed, args.set, args.fault)
-    observers: list[Observer] = []
-    if args.trace:
-        from octosim.engine.trace import TraceObserver
-
-        tracer = TraceObserver()
-        observers.append(tracer)
-    summary = run_config(cfg, observers)
-    if args.trace:
-        from octosim.model.arch import parse_arch
-
-        tracer.write(args.trace, parse_arch(cfg.arch, cfg.arch_file).clock_ghz)
+    cfg = _run_config(args)
+    summary = _simulate(args, cfg, run_config)
     if args.out:
         write_run(args.out, cfg, summary)
     if args.json:
         _print_json(summary)
     else:
         _print_run(summary)
+    return 0
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    """WORKFLOW --arch --policy --seed, or a run directory's config.yaml (which fixes them)."""
+    from pathlib import Path
+
+    from octosim.experiments.config import (
+        is_run_config,
+        load_run_config,
+        resolve_config,
+        set_policies,
+    )
+    from octosim.model.loader import load_yaml_file
+
+    ref = args.workflow
+    if Path(ref).suffix in (".yaml", ".yml") and Path(ref).is_file() and is_run_config(
+            load_yaml_file(ref)):
+        for opt, value in (("--arch", args.arch), ("--policy", args.policy)):
+            if value is not None:
+                raise UserError(f"{ref} is a run config, which fixes the arch and the policy; "
+                                f"edit it with --set (arch.KEY=VALUE, policy=NAME)", file=opt)
+        cfg = load_run_config(ref, args.seed, args.set, args.fault)
+    else:
+        cfg = resolve_config(ref, args.arch or "octopus-chip", args.policy or "static",
+                             1 if args.seed is None else args.seed, args.set, args.fault)
+    for pol, key in set_policies(args.set).items():
+        if pol != cfg.policy["name"]:
+            raise UserError(f"this run's policy is {cfg.policy['name']}, not {pol} "
+                            "(POLICY:KEY=VALUE is for compare)", file=f"--set {key}")
+    return cfg
+
+
+def _simulate(args: argparse.Namespace, cfg: Any, run_config: Any) -> dict[str, Any]:
+    from octosim.engine.sim import Observer
+
+    observers: list[Observer] = []
+    if args.trace:
+        from octosim.engine.trace import TraceObserver
+
+        tracer = TraceObserver()
+        observers.append(tracer)
+    summary: dict[str, Any] = run_config(cfg, observers)
+    if args.trace:
+        from octosim.model.arch import parse_arch
+
+        tracer.write(args.trace, parse_arch(cfg.arch, cfg.arch_file).clock_ghz)
+    return summary
+
+
+# Summary fields that measure the host, not the simulated run: a rerun may differ in these.
+_HOST_FIELDS = ("wall_seconds", "events_per_second")
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octosim.experiments.config import load_run_config
+    from octosim.experiments.run import run_config, write_run
+    from octosim.model.loader import read_text
+
+    run_dir = Path(args.dir)
+    config = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise UserError("not a run directory (octosim run --out DIR writes one)", file=args.dir)
+    cfg = load_run_config(str(config), None, args.set, args.fault)
+    args.trace = getattr(args, "trace", None)
+    summary = _simulate(args, cfg, run_config)
+    if args.out:
+        write_run(args.out, cfg, summary)
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_run(summary)
+    old_path = run_dir / "summary.json"
+    if old_path.is_file() and not args.set and not args.fault:
+        try:
+            old = json.loads(read_text(old_path))
+        except ValueError as exc:
+            raise UserError(f"not JSON: {exc}", file=str(old_path)) from None
+        differ = [k for k in sorted(set(old) | set(summary))
+                  if k not in _HOST_FIELDS and old.get(k) != summary.get(k)]
+        if differ:
+            sys.stderr.write(f"{old_path}: this rerun differs in {', '.join(differ)} "
+                             f"(octosim {__version__})\n")
+        else:
+            sys.stderr.write(f"{old_path}: this rerun is identical (all but "
+                             f"{', '.join(_HOST_FIELDS)})\n")
     return 0
 
 
@@ -81,11 +157,15 @@ def _print_run(s: dict[str, Any]) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from octosim.experiments.batch import RunSpec, run_many
-    from octosim.experiments.config import resolve_config
+    from octosim.experiments.config import resolve_config, set_policies
 
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
         raise UserError("--policies: give at least one policy name")
+    for pol, key in set_policies(args.set).items():
+        if pol not in policies:
+            raise UserError(f"{pol} is not among --policies {','.join(policies)}",
+                            file=f"--set {key}")
     for wf in args.workflows:  # check every name and --set before any run starts
         for pol in policies:
             resolve_config(wf, args.arch, pol, args.seed, args.set).build()
@@ -96,7 +176,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     first: dict[str, int] = {}
     for res in results:
         if res.error or res.summary is None:
-            raise UserError(f"{res.spec.workflow} under {res.spec.policy}: {res.error}")
+            # The point's own error line already names its file and place.
+            raise UserError(f"{(res.error or '').removeprefix('error: ')} (in {res.spec.workflow} "
+                            f"under {res.spec.policy})")
         s = res.summary
         base = first.setdefault(res.spec.workflow, s["makespan_cycles"])
         rows.append({"workflow": s["workflow"], "policy": s["policy"],
@@ -163,21 +245,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from octosim.experiments.config import is_run_config, load_run_config, resolve_config
+    from octosim.experiments.run import prepare
     from octosim.model.arch import parse_arch
     from octosim.model.loader import load_yaml_file
-    from octosim.model.workflow import parse_workflow
+    from octosim.workloads import label, resolve
 
+    arch_ref = args.arch or "octopus-chip"
     for path in args.files:
         data = load_yaml_file(path)
-        if isinstance(data, dict) and "arch" in data and "owg" not in data:
+        if isinstance(data, dict) and "arch" in data and "owg" not in data and not (
+                is_run_config(data)):
             arch = parse_arch(data, path)
             what = f"arch {arch.name}: {arch.n_clusters} clusters, {arch.n_peas} PEAs"
         elif isinstance(data, dict) and "owg" in data:
-            wf = parse_workflow(data, path)
-            what = f"workflow {wf.name}: {len(wf.tasks)} tasks, {wf.n_blocks} blocks"
+            # Built like run builds it (task types against the arch: models, PEA ranges), so
+            # validate accepts nothing run rejects for its structure; no instance is sampled.
+            sim = prepare(resolve_config(path, arch_ref, args.policy or "static", 1))
+            what = (f"workflow {sim.wf.name}: {len(sim.wf.tasks)} tasks, {sim.wf.n_blocks} "
+                    f"blocks; fits {label('arch', resolve('arch', arch_ref))} "
+                    f"under {sim.policy.name}")
+        elif is_run_config(data):
+            sim = prepare(load_run_config(path))
+            what = f"run config: {sim.wf.name} on {sim.arch.name} under {sim.policy.name}"
         else:
-            raise UserError("neither a workflow (owg: 1) nor an architecture (arch: 1)",
-                            file=path)
+            raise UserError("neither a workflow (owg: 1), an architecture (arch: 1) nor a run "
+                            "config (workflow, arch, policy, seed)", file=path)
         print(f"{path}: ok ({what})")
     return 0
 
@@ -236,11 +329,15 @@ def cmd_model_cycles(args: argparse.Namespace) -> int:
         layers = load_onnx_layers(args.onnx)
         name = args.onnx
     elif args.model:
-        spec = get_model(args.model)
+        try:
+            spec = get_model(args.model)
+        except UserError as exc:
+            raise exc.within(file=args.model) from None
         layers = list(spec.layers)
         name = spec.name
     else:
-        raise UserError("model-cycles: give a MODEL name, --topology CSV or --onnx FILE")
+        raise UserError("give a MODEL name, --topology CSV or --onnx FILE",
+                        file="octosim model-cycles")
     cycles = model_layer_cycles(layers, rows, cols, args.dataflow)
     result = {
         "model": name, "pea": f"{rows}x{cols}", "dataflow": args.dataflow,
@@ -386,16 +483,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="simulate one workflow on one arch under one policy")
-    r.add_argument("workflow", help="a built-in workflow name or a workflow YAML file")
-    r.add_argument("--arch", default="octopus-chip",
-                   help="a built-in arch name or an arch YAML file (default: %(default)s)")
-    r.add_argument("--policy", default="static",
-                   help="a registered policy (octosim list policies; default: %(default)s)")
-    r.add_argument("--seed", type=int, default=1,
-                   help="seed of the common random numbers (default: %(default)s)")
+    r.add_argument("workflow", help="a built-in workflow name, a workflow YAML file, or a run "
+                                    "directory's config.yaml (rerun exactly)")
+    r.add_argument("--arch", default=None,
+                   help="a built-in arch name or an arch YAML file (default: octopus-chip)")
+    r.add_argument("--policy", default=None,
+                   help="a registered policy (octosim list policies; default: static)")
+    r.add_argument("--seed", type=int, default=None,
+                   help="seed of the common random numbers (default: 1)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="edit the configuration by dotted path, VALUE parsed as YAML "
-                        "(workflow.*, arch.*, policy.*); repeatable")
+                        "(workflow.*, arch.*, policy.*, seed); workflow.arrivals.count=N "
+                        "scales the phases in proportion unless workflow.phases is set too; "
+                        "repeatable")
     r.add_argument("--fault", action="append", default=[], metavar="UNIT:ID@CYCLE",
                    help="kill tbu:ID or cluster:ID at CYCLE; repeatable")
     r.add_argument("--out", metavar="DIR",
@@ -405,14 +505,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.set_defaults(func=cmd_run)
 
+    rr = sub.add_parser("rerun", help="run a run directory's config.yaml again and say whether "
+                                      "it matches its summary.json")
+    rr.add_argument("dir", metavar="DIR", help="a directory written by run --out DIR")
+    rr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="as for run (then no comparison with summary.json); repeatable")
+    rr.add_argument("--fault", action="append", default=[], metavar="UNIT:ID@CYCLE",
+                    help="as for run; repeatable")
+    rr.add_argument("--out", metavar="DIR", help="write summary.json and config.yaml here")
+    rr.add_argument("--trace", metavar="FILE", help="as for run")
+    rr.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    rr.set_defaults(func=cmd_rerun)
+
     c = sub.add_parser("compare", help="several policies on the same workflows, arch and seed")
     c.add_argument("workflows", nargs="+", help="built-in names or workflow YAML files")
     c.add_argument("--arch", default="octopus-chip", help="default: %(default)s")
     c.add_argument("--policies", default="static,reactive,indiscriminate,octopus",
                    help="comma-separated; speed-ups are over the first (default: %(default)s)")
     c.add_argument("--seed", type=int, default=1, help="default: %(default)s")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="as for run, applied to every run; repeatable")
+    c.add_argument("--set", action="append", default=[], metavar="[POLICY:]KEY=VALUE",
+                   help="as for run, applied to every run, or with POLICY: to that policy's "
+                        "runs only (octopus:policy.pcs=false); repeatable")
     c.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: one per CPU)")
     c.add_argument("--out", metavar="DIR",
@@ -437,8 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a directory written by run --out, compare --out or reproduce --out")
     rep.set_defaults(func=cmd_report)
 
-    v = sub.add_parser("validate", help="check workflow and arch files")
-    v.add_argument("files", nargs="+", help="workflow (owg: 1) or arch (arch: 1) YAML files")
+    v = sub.add_parser("validate", help="check workflow, arch and run config files as run "
+                                        "would, without simulating")
+    v.add_argument("files", nargs="+", help="workflow (owg: 1), arch (arch: 1) or run config "
+                                            "(config.yaml) YAML files")
+    v.add_argument("--arch", default=None,
+                   help="check workflows against this arch (default: octopus-chip)")
+    v.add_argument("--policy", default=None,
+                   help="and this policy's parameters (default: static)")
     v.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("list", help="built-in workflows, archs, policies, models")

@@ -22,7 +22,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     quick = report["quick"]
-    cmd = "octosim reproduce --quick --out DIR" if quick else "octosim reproduce --out docs/results"
+    cmd = report.get("command") or (  # results.json written before the command was kept
+        "octosim reproduce --quick --out DIR" if quick else "octosim reproduce --out DIR")
     sp = report["speedup"]
     parts = [
         "# Results: Octopus against the baselines",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import statistics
 import time
 from collections.abc import Callable
@@ -292,6 +293,17 @@ def latency_vs_best(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                                    if p not in ok})}
 
 
+def command(quick: bool, out: str | None, workflows: list[str] | None) -> str:
+    """The command line that gives this reproduction (worker count aside: it changes no
+    number), so results.md says how it was made, whatever --out was."""
+    args = ["octosim", "reproduce", *(["--quick"] if quick else [])]
+    for w in workflows or []:
+        args += ["--workflow", w]
+    if out is not None:
+        args += ["--out", out]
+    return shlex.join(args)
+
+
 def reproduce(quick: bool = False, out: str | None = None, workers: int | None = None,
               workflows: list[str] | None = None,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -304,6 +316,7 @@ def reproduce(quick: bool = False, out: str | None = None, workers: int | None =
         except OSError as exc:
             raise UserError(f"cannot write results: {exc.strerror or exc}", file=out) from None
     report = Reproduction(plan, out_dir, workers, progress).run()
+    report["command"] = command(quick, out, workflows)
     if out_dir is not None:
         from octosim.experiments.report import write_reproduction
 

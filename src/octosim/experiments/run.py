@@ -15,10 +15,24 @@ from octosim.experiments.config import RunConfig, dump_yaml
 
 
 def simulate(cfg: RunConfig, observers: list[Observer] | None = None) -> Simulation:
+    sim = prepare(cfg, observers)
+    try:
+        return sim.run()
+    except UserError as exc:
+        raise cfg.locate(exc) from None
+
+
+def prepare(cfg: RunConfig, observers: list[Observer] | None = None) -> Simulation:
+    """Everything a run checks before it samples any instance: the workflow, the arch, the
+    policy and its parameters, the task types against the chip (models, PEA ranges), defects
+    and faults. ``octosim validate`` runs this, so it accepts no file ``run`` rejects for its
+    structure; a value only some sampled instance hits (a division by zero) shows at run time."""
     wf, arch, policy = cfg.build()
     faults = [Fault.parse(f) for f in cfg.faults]
-    sim = Simulation(wf, arch, policy, seed=cfg.seed, observers=observers, faults=faults)
-    return sim.run()
+    try:
+        return Simulation(wf, arch, policy, seed=cfg.seed, observers=observers, faults=faults)
+    except UserError as exc:
+        raise cfg.locate(exc) from None
 
 
 # Percentiles of end-to-end latency kept in every summary (``latency_cdf_cycles``), enough to

@@ -29,4 +29,15 @@ def resolve(kind: str, ref: str) -> Path:
     if candidate.exists():
         return candidate
     raise UserError(f"unknown {kind} {ref!r}; built-in: {', '.join(builtin_names(kind))} "
-                    "(or give a path to a YAML file)")
+                    "(or give a path to a YAML file)", file=ref)
+
+
+def label(kind: str, path: Path) -> str:
+    """How error messages name a file: a built-in by its name (``octopus-chip``), not by where
+    the package happens to be installed; any other file by its path as given."""
+    try:
+        if path.resolve().parent == builtin_dir(kind).resolve() and path.suffix == ".yaml":
+            return path.stem
+    except OSError:
+        pass
+    return str(path)
