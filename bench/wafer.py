@@ -1,0 +1,223 @@
+"""The wafer-scale study (issue 11): balancers, scaling with the grid, and the cost of a run.
+
+Three studies, each printing one JSON object on stdout (progress on stderr):
+
+``balancers``
+    On ``octopus-wafer`` (8x8 clusters, instances entering at the 28 edge clusters), each
+    workflow of the suite in batch mode under Octopus with ``balancer`` none, diffusion and
+    central. Figures: diffusion's speed-up over none (target >= 1.2) and its makespan over
+    central's (target <= 1.15), per workflow and as geometric means.
+``scaling``
+    Octopus with diffusion on grids of 1, 4, 16 and 64 clusters (``--grids``), the instances
+    growing with the grid (``--per-cluster`` each), memory scaled with the grid (a controller
+    of 256 B/cycle on every cluster) and held fixed (the edge controllers of the one-cluster
+    chip's total bandwidth, 256 B/cycle, shared). Throughput is instances / makespan; parallel
+    efficiency is throughput(N) / (N x throughput(1)) (target >= 0.8 with memory scaled).
+``speed``
+    Wall time and peak memory of one run against grid size under every policy
+    (``--instances-per-cluster``, 312 by default: 20,000 instances on 64 clusters). Each run
+    is a fresh process, so its peak RSS is its own.
+
+Usage::
+
+    python -m bench.wafer balancers --count 2000 --workers 2
+    python -m bench.wafer scaling --per-cluster 100 --grids 1,4,16,64 --workers 2
+    python -m bench.wafer speed --grids 1,4,16,64 --policies static,octopus
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+from typing import Any
+
+from octosim.experiments.batch import RunSpec, run_many
+from octosim.workloads import builtin_names
+
+BALANCERS = ("none", "diffusion", "central")
+POLICIES = ("static", "reactive", "indiscriminate", "octopus")
+CONTROLLER_BYTES_PER_CYCLE = 256  # octopus-chip's one controller
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def grid_of(clusters: int) -> tuple[int, int]:
+    side = math.isqrt(clusters)
+    if side * side != clusters:
+        raise SystemExit(f"error: --grids: {clusters} is not a square number of clusters")
+    return side, side
+
+
+def _progress(res: Any) -> None:
+    label = dict(res.spec.tags).get("label", "")
+    state = "failed: " + res.error.splitlines()[0] if res.error else (
+        f"{res.summary['makespan_cycles']:,} cycles in {res.summary['wall_seconds']:.1f} s")
+    print(f"{res.spec.workflow} {label}: {state}", file=sys.stderr)
+
+
+def balancers(args: argparse.Namespace) -> dict[str, Any]:
+    workflows = args.workflow or builtin_names("workflow")
+    base = [f"workflow.arrivals.count={args.count}", "workflow.phases=[]",
+            "workflow.arrivals.process=batch"]
+    specs = [RunSpec(wf, "octopus-wafer", args.policy, args.seed,
+                     (*base, f"policy.balancer={b}"), (("label", b),))
+             for wf in workflows for b in BALANCERS]
+    results = run_many(specs, args.workers, on_result=_progress)
+    ms: dict[str, dict[str, int]] = {}
+    moved: dict[str, dict[str, int]] = {}
+    failures = []
+    for res in results:
+        b = dict(res.spec.tags)["label"]
+        if res.summary is None:
+            failures.append({"workflow": res.spec.workflow, "balancer": b, "error": res.error})
+            continue
+        ms.setdefault(res.spec.workflow, {})[b] = res.summary["makespan_cycles"]
+        moved.setdefault(res.spec.workflow, {})[b] = res.summary["work_moved"]["runs"]
+    rows = []
+    for wf, m in ms.items():
+        if len(m) < len(BALANCERS):
+            continue
+        rows.append({"workflow": wf, "makespan_cycles": m, "moved_runs": moved[wf],
+                     "diffusion_speedup_over_none": round(m["none"] / m["diffusion"], 4),
+                     "diffusion_over_central": round(m["diffusion"] / m["central"], 4)})
+    return {
+        "study": "balancers", "arch": "octopus-wafer", "policy": args.policy,
+        "count": args.count, "seed": args.seed, "rows": rows, "failures": failures,
+        "geomean_diffusion_speedup_over_none": round(
+            geomean([r["diffusion_speedup_over_none"] for r in rows]), 4),
+        "geomean_diffusion_over_central": round(
+            geomean([r["diffusion_over_central"] for r in rows]), 4),
+        "targets": {"diffusion_speedup_over_none": ">= 1.2", "diffusion_over_central": "<= 1.15"},
+    }
+
+
+def scaling(args: argparse.Namespace) -> dict[str, Any]:
+    workflows = args.workflow or builtin_names("workflow")
+    grids = [int(g) for g in args.grids.split(",")]
+    specs = []
+    for wf in workflows:
+        for n in grids:
+            rows, cols = grid_of(n)
+            common = (f"workflow.arrivals.count={args.per_cluster * n}", "workflow.phases=[]",
+                      "workflow.arrivals.process=batch", f"arch.grid.rows={rows}",
+                      f"arch.grid.cols={cols}", f"policy.balancer={args.balancer}")
+            edge = 4 * (rows - 1) if rows > 1 else 1
+            memory = {
+                "scaled": ("arch.memory.controllers=per_cluster",
+                           f"arch.memory.bytes_per_cycle={CONTROLLER_BYTES_PER_CYCLE}"),
+                "fixed": ("arch.memory.controllers=edge",
+                          f"arch.memory.bytes_per_cycle={CONTROLLER_BYTES_PER_CYCLE / edge}"),
+            }
+            for mem, sets in memory.items():
+                specs.append(RunSpec(wf, "octopus-wafer", args.policy, args.seed,
+                                     (*common, *sets),
+                                     (("label", f"{mem} {n}"), ("clusters", n), ("memory", mem))))
+    results = run_many(specs, args.workers, on_result=_progress)
+    thr: dict[tuple[str, str], dict[int, float]] = {}
+    failures = []
+    for res in results:
+        tags = dict(res.spec.tags)
+        if res.summary is None:
+            failures.append({"workflow": res.spec.workflow, "run": tags["label"],
+                             "error": res.error})
+            continue
+        s = res.summary
+        thr.setdefault((res.spec.workflow, tags["memory"]), {})[tags["clusters"]] = (
+            s["instances"] / s["makespan_cycles"] * 1e9 if s["makespan_cycles"] else 0.0)
+    table = []
+    for (wf, mem), by_n in sorted(thr.items()):
+        one = by_n.get(1)
+        for n in sorted(by_n):
+            table.append({"workflow": wf, "memory": mem, "clusters": n,
+                          "throughput_per_gcycle": round(by_n[n], 3),
+                          "parallel_efficiency": round(by_n[n] / (n * one), 4) if one else None})
+    efficiency = {}
+    for mem in ("scaled", "fixed"):
+        for n in grids:
+            vals = [r["parallel_efficiency"] for r in table
+                    if r["memory"] == mem and r["clusters"] == n and r["parallel_efficiency"]]
+            efficiency.setdefault(mem, {})[n] = round(geomean(vals), 4) if vals else None
+    return {"study": "scaling", "policy": args.policy, "balancer": args.balancer,
+            "per_cluster": args.per_cluster, "seed": args.seed, "table": table,
+            "geomean_parallel_efficiency": efficiency, "failures": failures,
+            "target": "parallel efficiency >= 0.8 to 64 clusters, memory scaled"}
+
+
+def _one_run(argv: list[str]) -> dict[str, Any]:
+    """Run ``octosim run ... --json`` in a fresh process; its wall time and peak RSS."""
+    cmd = [sys.executable, "-c", (
+        "import json, resource, sys, time; from octosim.cli import main; "
+        "t = time.perf_counter(); rc = main(sys.argv[1:]); "
+        "print(json.dumps({'rc': rc, 'wall': time.perf_counter() - t, "
+        "'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)"),
+        *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "{}"
+    try:
+        info = json.loads(last)
+    except json.JSONDecodeError:
+        return {"error": proc.stderr.strip()[-300:]}
+    summary = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    return {"wall_seconds": round(info["wall"], 2),
+            "peak_rss_mib": round(info["rss_kib"] / 1024, 1),
+            "sim_seconds": summary.get("wall_seconds"), "events": summary.get("events"),
+            "instances": summary.get("instances")}
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    grids = [int(g) for g in args.grids.split(",")]
+    policies = args.policies.split(",")
+    rows = []
+    for n in grids:
+        r, c = grid_of(n)
+        for pol in policies:
+            count = args.instances_per_cluster * n
+            argv = ["run", args.workflow_name, "--arch", "octopus-wafer", "--policy", pol,
+                    "--set", f"arch.grid.rows={r}", "--set", f"arch.grid.cols={c}",
+                    "--set", f"workflow.arrivals.count={count}", "--set",
+                    f"policy.balancer={args.balancer}", "--json"]
+            got = _one_run(argv)
+            print(f"{n} clusters {pol}: {got}", file=sys.stderr)
+            rows.append({"clusters": n, "policy": pol, "instances": count, **got})
+    return {"study": "speed", "workflow": args.workflow_name, "balancer": args.balancer,
+            "rows": rows, "targets": {"64 clusters, 20,000 instances": "< 60 s",
+                                      "256 clusters, 80,000 instances": "< 300 s"},
+            "self_peak_rss_mib": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.wafer", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="study", required=True)
+    b = sub.add_parser("balancers")
+    b.add_argument("--count", type=int, default=2000)
+    b.add_argument("--policy", default="octopus")
+    s = sub.add_parser("scaling")
+    s.add_argument("--per-cluster", type=int, default=100)
+    s.add_argument("--grids", default="1,4,16,64")
+    s.add_argument("--policy", default="octopus")
+    s.add_argument("--balancer", default="diffusion")
+    for q in (b, s):
+        q.add_argument("--workflow", action="append", default=[])
+        q.add_argument("--seed", type=int, default=1)
+        q.add_argument("--workers", type=int, default=None)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--grids", default="1,4,16,64")
+    sp.add_argument("--policies", default=",".join(POLICIES))
+    sp.add_argument("--instances-per-cluster", type=int, default=312)
+    sp.add_argument("--workflow-name", default="street-camera")
+    sp.add_argument("--balancer", default="diffusion")
+    args = p.parse_args(argv)
+    out = {"balancers": balancers, "scaling": scaling, "speed": speed}[args.study](args)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
