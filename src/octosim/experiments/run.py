@@ -17,7 +17,13 @@ from octosim.experiments.config import RunConfig, dump_yaml
 def simulate(cfg: RunConfig, observers: list[Observer] | None = None) -> Simulation:
     wf, arch, policy = cfg.build()
     faults = [Fault.parse(f) for f in cfg.faults]
-    sim = Simulation(wf, arch, policy, seed=cfg.seed, observers=observers, faults=faults)
+    try:
+        sim = Simulation(wf, arch, policy, seed=cfg.seed, observers=observers, faults=faults)
+    except UserError as exc:
+        if exc.file is None and (exc.where or "").startswith("defects"):
+            # The arch's defects leave too little to run on: the arch file is to blame.
+            raise cfg._blame_set(exc, "arch").within(file=cfg.arch_file) from None
+        raise
     return sim.run()
 
 

@@ -10,6 +10,7 @@ import math
 from collections import deque
 from typing import Any
 
+from octosim.hardware.defects import DetourRoutes, cut_off_clusters, resolve_defects
 from octosim.model.arch import ArchSpec
 
 UNBOUND = -1
@@ -45,13 +46,18 @@ class TBU:
 
 
 class Mesh:
-    """2-D mesh NoC with XY routing; each directed link is a FIFO resource (contention)."""
+    """2-D mesh NoC with XY routing; each directed link is a FIFO resource (contention).
+
+    With dead routers (manufacturing defects), routes are shortest paths around them
+    (:class:`~octosim.hardware.defects.DetourRoutes`); without, XY routing as computed here."""
 
     __slots__ = ("rows", "cols", "hop_cycles", "bytes_per_cycle", "link_free_at", "link_busy",
-                 "bytes_moved", "transfers")
+                 "bytes_moved", "transfers", "detours")
 
-    def __init__(self, rows: int, cols: int, hop_cycles: int, bytes_per_cycle: float) -> None:
+    def __init__(self, rows: int, cols: int, hop_cycles: int, bytes_per_cycle: float,
+                 dead_routers: set[int] | None = None) -> None:
         self.rows, self.cols = rows, cols
+        self.detours = DetourRoutes(rows, cols, dead_routers) if dead_routers else None
         self.hop_cycles = hop_cycles
         self.bytes_per_cycle = bytes_per_cycle
         self.link_free_at: dict[tuple[int, int], int] = {}
@@ -60,12 +66,18 @@ class Mesh:
         self.transfers = 0
 
     def hops(self, src: int, dst: int) -> int:
+        """Links on the route from ``src`` to ``dst``."""
+        if self.detours is not None:
+            return len(self.detours.route(src, dst))
         sr, sc = divmod(src, self.cols)
         dr, dc = divmod(dst, self.cols)
         return abs(sr - dr) + abs(sc - dc)
 
     def route(self, src: int, dst: int) -> list[tuple[int, int]]:
-        """Links (from node, to node) on the XY route: first along the row, then the column."""
+        """Links (from node, to node) on the XY route: first along the row, then the column
+        (around dead routers: :meth:`DetourRoutes.route`, a cached list not to be modified)."""
+        if self.detours is not None:
+            return self.detours.route(src, dst)
         links = []
         r, c = divmod(src, self.cols)
         dr, dc = divmod(dst, self.cols)
@@ -196,9 +208,11 @@ class Chip:
         self.arch = arch
         self.n_clusters = arch.n_clusters
         per_tbu = arch.tbu.peas
-        dead_tbus = set(arch.defects.dead_tbus)
-        dead_peas = set(arch.defects.dead_peas)
-        dead_routers = set(arch.defects.dead_routers)
+        dead_tbus, dead_peas, dead_routers = resolve_defects(arch)
+        # A cluster cut off from the main part of the mesh is as good as one with a dead router.
+        self.dead_routers = dead_routers
+        self.cut_off = cut_off_clusters(arch.grid.rows, arch.grid.cols, dead_routers)
+        off_mesh = dead_routers | self.cut_off
         self.tbus: list[TBU] = []
         self.cluster_tbus: list[list[TBU]] = []
         for c in range(self.n_clusters):
@@ -208,15 +222,15 @@ class Chip:
                 peas = [tid * per_tbu + j for j in range(per_tbu)
                         if tid * per_tbu + j not in dead_peas]
                 tbu = TBU(tid, c, local, peas)
-                tbu.alive = tid not in dead_tbus and bool(peas) and c not in dead_routers
+                tbu.alive = tid not in dead_tbus and bool(peas) and c not in off_mesh
                 self.tbus.append(tbu)
                 members.append(tbu)
             self.cluster_tbus.append(members)
         self.alive_clusters = [c for c in range(self.n_clusters)
-                               if c not in dead_routers and any(t.alive for t in
+                               if c not in off_mesh and any(t.alive for t in
                                                                 self.cluster_tbus[c])]
         self.mesh = Mesh(arch.grid.rows, arch.grid.cols, arch.noc.hop_cycles,
-                         arch.noc.link_bytes_per_cycle)
+                         arch.noc.link_bytes_per_cycle, self.dead_routers)
         self.memory = MemoryChannel(arch.memory.bytes_per_cycle)
 
     @property
