@@ -155,18 +155,32 @@ class DetourRoutes:
 
 def check_workable(chip: Chip, kmins: Sequence[int], names: Sequence[str]) -> None:
     """Raise :class:`UserError` (``where="defects"``) if the workflow cannot run on what the
-    defects left of ``chip``: no working cluster, or a task type (minimum PEAs ``kmins[i]``,
-    named ``names[i]``) wider than every working TBU."""
-    arch = chip.arch
+    defects left of ``chip``: no working cluster, or a task type (at least ``kmins[i]`` PEAs
+    on one TBU, named ``names[i]``) that some working cluster has no TBU wide enough for. An
+    instance's runs stay on its home cluster unless a policy moves them, and instances are
+    homed on every working cluster, so each must be able to run every type."""
     if not chip.alive_clusters:
         dead_tbus = sum(1 for t in chip.tbus if not t.alive)
         raise UserError(
             f"no working cluster left: {dead_tbus} of {len(chip.tbus)} TBUs dead, "
             f"{len(chip.dead_routers)} of {chip.n_clusters} routers dead, "
             f"{len(chip.cut_off)} clusters cut off", where="defects")
-    widest = max(t.n_peas for t in chip.tbus if t.alive)
+    need = max(kmins, default=0)
+    if need <= 1:
+        return  # every working TBU has a PEA
+    per_tbu = chip.arch.tbu.peas
+    widest = {c: max(t.n_peas for t in chip.cluster_tbus[c] if t.alive)
+              for c in chip.alive_clusters}
+    best = max(widest.values())
     for kmin, name in zip(kmins, names, strict=True):
-        if kmin > widest:
-            raise UserError(
-                f"task {name!r} needs at least {kmin} PEAs on one TBU, but the widest working "
-                f"TBU has {widest} of {arch.tbu.peas} after defects", where="defects")
+        short = [c for c in chip.alive_clusters if widest[c] < kmin]
+        if not short:
+            continue
+        if kmin > best:
+            what = f"the widest working TBU has {best} of {per_tbu} after defects"
+        else:
+            c = short[0]
+            what = (f"cluster {c}, where instances are placed, has at most {widest[c]} of "
+                    f"{per_tbu} on a working TBU after defects")
+        raise UserError(f"task {name!r} needs at least {kmin} PEAs on one TBU, but {what}",
+                        where="defects")
