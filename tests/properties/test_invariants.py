@@ -19,10 +19,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from octosim.engine.metrics import summarize
-from octosim.engine.sim import Instance, Observer, Simulation, TaskRun
+from octosim.engine.sim import Instance, Observer, Simulation, SimulationStuck, TaskRun
+from octosim.errors import UserError
 from octosim.experiments.config import RunConfig
 from octosim.experiments.run import simulate
-from octosim.hardware.chip import MIXED
+from octosim.hardware.chip import MIXED, Chip
 from octosim.model.rng import KeyedRandom
 from tests.strategies import (
     archs,
@@ -562,3 +563,62 @@ def test_a_starving_type_gets_a_tbu_once_the_others_finish_loading() -> None:
     }
     sim = simulate(run_config(wf, arch, {"name": "octopus"}, 1))
     assert sim.instances_done == 2
+
+
+# --- manufacturing defects ------------------------------------------------------------------------
+
+
+def _run_or_refused(cfg: RunConfig) -> Simulation | None:
+    """The finished run of ``cfg``, or None if it is refused before it starts (too little
+    left for the workflow, or a policy that cannot be set up on it). A stuck run fails."""
+    try:
+        return simulate(cfg)
+    except SimulationStuck:
+        raise
+    except UserError:
+        return None
+
+
+@per_policy
+@budget(6, 150)
+@given(data=st.data())
+def test_defect_fractions_and_faults_lose_no_instance(policy: str, data: st.DataObject) -> None:
+    """Random defect fractions on a grid of up to 4x4 clusters (dead routers, cut-off
+    clusters), then a TBU and a cluster failing mid-run: every instance completes once."""
+    sc = data.draw(scenarios(policy, defects=False), label="scenario")
+    arch = sc["arch"]
+    arch["grid"] = {"rows": data.draw(st.integers(1, 4), "rows"),
+                    "cols": data.draw(st.integers(1, 4), "cols")}
+    # Room for defects: enough TBUs per cluster that most draws keep a spare for each type.
+    n_tasks = len(sc["workflow"]["tasks"])
+    arch["cluster"]["tbus"] = max(arch["cluster"]["tbus"], 2 * n_tasks + 2)
+    frac = st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3])
+    arch["defects"] = {"dead_tbu_fraction": data.draw(frac, "tbus"),
+                       "dead_router_fraction": data.draw(frac, "routers"),
+                       # No dead PEAs: a TBU narrower than a task's peas max can leave
+                       # octopus stuck (known, see the strategies' archs(); not a defect bug).
+                       "seed": data.draw(st.integers(0, 2**32), "defect seed")}
+    chip = Chip(run_config(**sc).build()[1])
+    # As in the fault property above, only where each working cluster keeps a spare working
+    # TBU (fewer TBUs than types is a policy question, not one of defects).
+    assume(chip.alive_clusters and "partition" not in sc["policy"])
+    assume(min(sum(t.alive for t in chip.cluster_tbus[c]) for c in chip.alive_clusters)
+           > n_tasks)
+    healthy = _run_or_refused(run_config(**sc))
+    assume(healthy is not None)
+    assert healthy is not None
+    count = sc["workflow"]["arrivals"]["count"]
+    assert healthy.instances_done == count
+    alive = [t.id for t in chip.tbus if t.alive]
+    faults = [f"tbu:{data.draw(st.sampled_from(alive), 'tbu')}@"
+              f"{data.draw(st.integers(0, healthy.makespan), 'tbu at')}"]
+    if len(chip.alive_clusters) > 1 and data.draw(st.booleans(), "cluster fault"):
+        cluster = data.draw(st.sampled_from(chip.alive_clusters), "cluster")
+        faults.append(f"cluster:{cluster}@{data.draw(st.integers(0, healthy.makespan), 'at')}")
+    cfg = run_config(**sc)
+    cfg.faults = tuple(faults)
+    ledger = _FaultLedger()
+    sim = simulate(cfg, observers=[ledger])
+    assert sim.instances_done == count
+    assert ledger.finished == Counter(range(count))
+    assert sim.task_count == healthy.task_count

@@ -46,8 +46,8 @@ from octosim.engine.resources import ResourceActions
 from octosim.engine.stats import LatencyRecorder
 from octosim.engine.tasks import build_task_types
 from octosim.engine.workload import END, JUNCTION, FlowPosition, WorkloadChunk, WorkloadCompiler
-from octosim.errors import UserError
 from octosim.hardware.chip import TBU, UNBOUND, Chip
+from octosim.hardware.defects import check_workable
 from octosim.model.arch import ArchSpec
 from octosim.model.rng import KeyedRandom
 from octosim.model.workflow import Workflow
@@ -71,9 +71,8 @@ class Simulation(ResourceActions):
         self.rnd = KeyedRandom(seed)
         self.task_types = build_task_types(wf, arch)
         self.chip = Chip(arch)
-        if not self.chip.alive_clusters:
-            raise UserError("no working cluster: every TBU or router is defective",
-                            where="defects")
+        check_workable(self.chip, [tt.kmin for tt in self.task_types],
+                       [tt.name for tt in self.task_types])
         self.observers = list(observers or [])
         self.max_events = max_events
         self.faults = list(faults or [])

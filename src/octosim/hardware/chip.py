@@ -10,6 +10,7 @@ import math
 from collections import deque
 from typing import Any
 
+from octosim.hardware.defects import DetourRoutes, cut_off_clusters, resolve_defects
 from octosim.model.arch import ArchSpec
 
 UNBOUND = -1
@@ -45,13 +46,18 @@ class TBU:
 
 
 class Mesh:
-    """2-D mesh NoC with XY routing; each directed link is a FIFO resource (contention)."""
+    """2-D mesh NoC with XY routing; each directed link is a FIFO resource (contention).
+
+    With dead routers (manufacturing defects), routes are shortest paths around them
+    (:class:`~octosim.hardware.defects.DetourRoutes`); without, XY routing as computed here."""
 
     __slots__ = ("rows", "cols", "hop_cycles", "bytes_per_cycle", "link_free_at", "link_busy",
-                 "bytes_moved", "transfers")
+                 "bytes_moved", "transfers", "detours")
 
-    def __init__(self, rows: int, cols: int, hop_cycles: int, bytes_per_cycle: float) -> None:
+    def __init__(self, rows: int, cols: int, hop_cycles: int, bytes_per_cycle: float,
+                 dead_routers: set[int] | None = None) -> None:
         self.rows, self.cols = rows, cols
+        self.detours = DetourRoutes(rows, cols, dead_routers) if dead_routers else None
         self.hop_cycles = hop_cycles
         self.bytes_per_cycle = bytes_per_cycle
         self.link_free_at: dict[tuple[int, int], int] = {}
@@ -60,12 +66,18 @@ class Mesh:
         self.transfers = 0
 
     def hops(self, src: int, dst: int) -> int:
+        """Links on the route from ``src`` to ``dst``."""
+        if self.detours is not None:
+            return len(self.detours.route(src, dst))
         sr, sc = divmod(src, self.cols)
         dr, dc = divmod(dst, self.cols)
         return abs(sr - dr) + abs(sc - dc)
 
     def route(self, src: int, dst: int) -> list[tuple[int, int]]:
-        """Links (from node, to node) on the XY route: first along the row, then the column."""
+        """Links (from node, to node) on the XY route: first along the row, then the column
+        (around dead routers: :meth:`DetourRoutes.route`, a cached list not to be modified)."""
+        if self.detours is not None:
+            return self.detours.route(src, dst)
         links = []
         r, c = divmod(src, self.cols)
         dr, dc = divmod(dst, self.cols)
@@ -195,17 +207,19 @@ def edge_clusters(rows: int, cols: int) -> list[int]:
             if r in (0, rows - 1) or c in (0, cols - 1)]
 
 
-def assign_nearest(mesh: Mesh, sites: list[int], n_clusters: int) -> list[int]:
+def assign_nearest(mesh: Mesh, sites: list[int], clusters: list[int],
+                   n_clusters: int) -> list[int]:
     """For each cluster, the index in ``sites`` of the site serving it: one of its nearest
     (fewest hops), the one serving fewest clusters so far, clusters taken nearest first. A
     site serves itself. Interior clusters of a wafer so spread over the edge controllers
-    instead of piling onto the first one."""
-    if len(sites) == 1:
-        return [0] * n_clusters
-    dist = [[mesh.hops(s, c) for s in sites] for c in range(n_clusters)]
-    load = [0] * len(sites)
+    instead of piling onto the first one. Only ``clusters`` (those on the working mesh) are
+    assigned; the others get site 0 and are never asked."""
     serving = [0] * n_clusters
-    for c in sorted(range(n_clusters), key=lambda c: (min(dist[c]), c)):
+    if len(sites) == 1:
+        return serving
+    dist = {c: [mesh.hops(s, c) for s in sites] for c in clusters}
+    load = [0] * len(sites)
+    for c in sorted(clusters, key=lambda c: (min(dist[c]), c)):
         near = min(dist[c])
         i = min((i for i, d in enumerate(dist[c]) if d == near), key=lambda i: (load[i], i))
         serving[c] = i
@@ -220,9 +234,11 @@ class Chip:
         self.arch = arch
         self.n_clusters = arch.n_clusters
         per_tbu = arch.tbu.peas
-        dead_tbus = set(arch.defects.dead_tbus)
-        dead_peas = set(arch.defects.dead_peas)
-        dead_routers = set(arch.defects.dead_routers)
+        dead_tbus, dead_peas, dead_routers = resolve_defects(arch)
+        # A cluster cut off from the main part of the mesh is as good as one with a dead router.
+        self.dead_routers = dead_routers
+        self.cut_off = cut_off_clusters(arch.grid.rows, arch.grid.cols, dead_routers)
+        off_mesh = dead_routers | self.cut_off
         self.tbus: list[TBU] = []
         self.cluster_tbus: list[list[TBU]] = []
         for c in range(self.n_clusters):
@@ -232,27 +248,30 @@ class Chip:
                 peas = [tid * per_tbu + j for j in range(per_tbu)
                         if tid * per_tbu + j not in dead_peas]
                 tbu = TBU(tid, c, local, peas)
-                tbu.alive = tid not in dead_tbus and bool(peas) and c not in dead_routers
+                tbu.alive = tid not in dead_tbus and bool(peas) and c not in off_mesh
                 self.tbus.append(tbu)
                 members.append(tbu)
             self.cluster_tbus.append(members)
         self.alive_clusters = [c for c in range(self.n_clusters)
-                               if c not in dead_routers and any(t.alive for t in
+                               if c not in off_mesh and any(t.alive for t in
                                                                 self.cluster_tbus[c])]
         self.mesh = Mesh(arch.grid.rows, arch.grid.cols, arch.noc.hop_cycles,
-                         arch.noc.link_bytes_per_cycle)
+                         arch.noc.link_bytes_per_cycle, self.dead_routers)
         rows, cols = arch.grid.rows, arch.grid.cols
         # Memory controllers: their sites (clusters whose router they hang off), one channel
         # each; ``memory_of[c]`` serves cluster ``c``, ``memory_hops[c]`` routers away.
         sites = (edge_clusters(rows, cols) if arch.memory.controllers == "edge"
                  else list(range(self.n_clusters)))
-        sites = [c for c in sites if c not in dead_routers] or [
-            c for c in range(self.n_clusters) if c not in dead_routers][:1] or [0]
+        sites = [c for c in sites if c not in off_mesh] or [
+            c for c in range(self.n_clusters) if c not in off_mesh][:1] or [0]
         self.memories = [MemoryChannel(arch.memory.bytes_per_cycle) for _ in sites]
         self.memory_sites = sites
-        serving = assign_nearest(self.mesh, sites, self.n_clusters)
+        on_mesh = [c for c in range(self.n_clusters) if c not in off_mesh] or sites
+        serving = assign_nearest(self.mesh, sites, on_mesh, self.n_clusters)
         self.memory_of = [self.memories[i] for i in serving]
-        self.memory_hops = [self.mesh.hops(sites[i], c) for c, i in enumerate(serving)]
+        reach = set(on_mesh)
+        self.memory_hops = [self.mesh.hops(sites[i], c) if c in reach else 0
+                            for c, i in enumerate(serving)]
         self.memory = self.memories[0]  # the one channel of a single-cluster chip
         self.memory_bytes_per_cycle = arch.memory.bytes_per_cycle * len(sites)
         # Where instances enter (I/O clusters; those alive are used).

@@ -71,10 +71,18 @@ class ReconfigSpec(_Strict):
 
 
 class DefectSpec(_Strict):
+    """Manufacturing defects: named units, and fractions of each kind drawn from ``seed``
+    (resolved by :func:`octosim.hardware.defects.resolve_defects`; the same wafer whatever
+    the run's seed or policy)."""
+
     # Global TBU index: cluster * tbus_per_cluster + tbu; PEA index likewise within the chip.
     dead_tbus: list[int] = Field(default_factory=list, max_length=1_000_000)
     dead_peas: list[int] = Field(default_factory=list, max_length=1_000_000)
     dead_routers: list[int] = Field(default_factory=list, max_length=65536)
+    dead_pea_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    dead_tbu_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    dead_router_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
 
 
 class ArchSpec(_Strict):
