@@ -46,6 +46,7 @@ from octosim.engine.resources import ResourceActions
 from octosim.engine.stats import LatencyRecorder
 from octosim.engine.tasks import build_task_types
 from octosim.engine.workload import END, JUNCTION, FlowPosition, WorkloadChunk, WorkloadCompiler
+from octosim.errors import UserError
 from octosim.hardware.chip import TBU, UNBOUND, Chip
 from octosim.hardware.defects import check_workable
 from octosim.model.arch import ArchSpec

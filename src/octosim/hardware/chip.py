@@ -266,7 +266,8 @@ class Chip:
             c for c in range(self.n_clusters) if c not in off_mesh][:1] or [0]
         self.memories = [MemoryChannel(arch.memory.bytes_per_cycle) for _ in sites]
         self.memory_sites = sites
-        on_mesh = [c for c in range(self.n_clusters) if c not in off_mesh] or sites
+        on_mesh = [c for c in range(self.n_clusters) if c not in off_mesh]  # may be none:
+        # then the simulation refuses the chip (no working cluster)
         serving = assign_nearest(self.mesh, sites, on_mesh, self.n_clusters)
         self.memory_of = [self.memories[i] for i in serving]
         reach = set(on_mesh)
