@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["SimResult", "UserError", "__version__", "simulate"]
+__all__ = ["SimResult", "UserError", "__version__", "simulate", "sweep_results"]
 
 if TYPE_CHECKING:
-    from octosim.api import SimResult, simulate
+    from octosim.api import SimResult, simulate, sweep_results
     from octosim.errors import UserError
 
-_LAZY = {"simulate": "octosim.api", "SimResult": "octosim.api", "UserError": "octosim.errors"}
+_LAZY = {"simulate": "octosim.api", "SimResult": "octosim.api", "sweep_results": "octosim.api",
+         "UserError": "octosim.errors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from octosim.experiments.config import RunConfig, resolve_config
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["SimResult", "flatten_overrides", "simulate"]
+__all__ = ["SimResult", "flatten_overrides", "simulate", "sweep_results"]
 
 Source = str | os.PathLike[str] | Mapping[str, Any]
 
@@ -130,3 +130,14 @@ def simulate(workflow: Source, arch: Source = "octopus-chip", policy: str = "sta
     values = flatten_overrides(overrides or {}, sets)
     cfg = resolve_config(workflow, arch, policy, seed, faults=list(faults), values=values)
     return SimResult(run_config(cfg), cfg)
+
+
+def sweep_results(out: str | os.PathLike[str]) -> pandas.DataFrame:
+    """A sweep directory's stored points as a DataFrame, one row per point (what
+    ``octosim results DIR --json`` lists: its parameters, then its metrics; a failed point has
+    ``error`` set and no metrics)."""
+    import pandas
+
+    from octosim.experiments.sweep import load_rows
+
+    return pandas.DataFrame(load_rows(os.fspath(out)))
