@@ -528,7 +528,7 @@ PARAM_CHOICES: dict[str, list[Any]] = {
     "host_cycles": [0, 100],
     "peas": ["min", "max", 0, 1, 2],
     "balancer": ["none", "diffusion", "central"],
-    "balance_period_cycles": [1, 1000, 100_000],
+    "balance_period_cycles": [1000, 100_000],
     "diffusion_coefficient": [0.2, 0.5],
     "threshold": [0.1, 0.5, 1.0],
     "window_cycles": [0, 5000, 50_000],
