@@ -485,8 +485,11 @@ def archs(
         }
     # Where work enters and where memory sits (on grids up to 2x2 every cluster is an edge
     # one, so only an explicit list of I/O clusters puts all work in one corner).
+    from octosim.hardware.defects import cut_off_clusters
+
     routers = set(arch.get("defects", {}).get("dead_routers", []))
-    live = [c for c in range(rows * cols) if c not in routers]
+    off = routers | cut_off_clusters(rows, cols, routers)
+    live = [c for c in range(rows * cols) if c not in off]
     io = draw(st.sampled_from(["default", "uniform", "one"]))
     if io == "uniform":
         arch["io"] = {"placement": "uniform"}
@@ -528,8 +531,11 @@ PARAM_CHOICES: dict[str, list[Any]] = {
     "host_cycles": [0, 100],
     "peas": ["min", "max", 0, 1, 2],
     "balancer": ["none", "diffusion", "central"],
-    "balance_period_cycles": [1000, 100_000],
-    "diffusion_coefficient": [0.2, 0.5],
+    # Not shorter: a balancer checks every period while work queues and moves, so a
+    # 1,000-cycle period over a run stretched to 1e9 cycles by 10M-cycle context loads is a
+    # million checks (the cost of a run grows with simulated time / period, by design).
+    "balance_period_cycles": [20_000, 100_000],
+    "diffusion_coefficient": [0.1, 0.25],
     "threshold": [0.1, 0.5, 1.0],
     "window_cycles": [0, 5000, 50_000],
     "check_cycles": [1000, 10_000],

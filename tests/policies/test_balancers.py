@@ -32,6 +32,21 @@ def test_take_latest_takes_the_newest_runs_of_the_fullest_queue() -> None:
     assert take_latest([deque()], [0], 100, lambda r: r.work) == []
     big = deque([_Run(100)])
     assert take_latest([big], [100], 40, lambda r: r.work) == []  # less than half of it fits
+    # The limit (what evens two clusters out) is never passed, whatever fits by half.
+    c = deque([_Run(10), _Run(10), _Run(10)])
+    assert len(take_latest([c], [30], 30, lambda r: r.work, limit=25)) == 2  # type: ignore
+
+
+def test_diffusion_never_swaps_runs_back_and_forth() -> None:
+    """Two clusters whose PEAs are all busy for long (a 10M-cycle context load) and a queue
+    on one: diffusion moves what evens them out, then nothing -- with a 1,000-cycle period it
+    must not move the same runs every period until the load ends."""
+    arch = {**ARCH, "grid": {"rows": 1, "cols": 2}, "reconfig": {"fixed_cycles": 10_000_000}}
+    sim, _ = simulate("static", "diffusion", arch, balance_period_cycles=1000,
+                      diffusion_coefficient=0.25)
+    assert sim.instances_done == 120
+    assert sim.policy.moved_runs <= 240  # each run moves at most about once
+    assert sim.events < 20_000, sim.events  # no tick every period for 10M cycles
 
 
 ARCH = {"arch": 1, "name": "line", "grid": {"rows": 1, "cols": 4},

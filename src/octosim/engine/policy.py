@@ -91,7 +91,7 @@ class PolicyParams(BaseModel):
         "neighbours), central (idealised global view)")
     balance_period_cycles: int = Field(100_000, ge=1, le=10**12,
                                        description="how often a balancer moves work")
-    diffusion_coefficient: float = Field(0.2, gt=0, le=0.5,
+    diffusion_coefficient: float = Field(0.2, gt=0, le=0.25,
                                          description="fraction of a load difference moved")
 
 
@@ -207,10 +207,11 @@ class Policy:
         """Work queued on ``cluster`` (PEA-cycles), what a balancer levels. Default: none."""
         return 0.0
 
-    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
         """Remove from ``cluster``'s queues, and return, about ``work`` PEA-cycles of queued
-        runs for a balancer to move (the latest queued first; a run goes if at least half of
-        it fits). Default: none (the policy does not balance)."""
+        runs for a balancer to move, never more than ``limit`` (the latest queued first; a run
+        goes if at least half of it fits in ``work``). Default: none (the policy does not
+        balance)."""
         return []
 
     def hook(self, name: str) -> Any:

@@ -9,7 +9,8 @@ is never free.
 - ``diffusion`` (Cybenko 1989): every ``balance_period_cycles`` each cluster with queued work
   compares its load (queued PEA-cycles per live PEA, i.e. cycles to drain) with its mesh
   neighbours' and sends each less-loaded neighbour ``diffusion_coefficient`` times the
-  difference (in PEA-cycles, scaled by the smaller of the two clusters' PEAs). It uses only
+  difference (in PEA-cycles, scaled by the smaller of the two clusters' PEAs), in whole runs
+  that fit in it. It uses only
   its own and its neighbours' loads: no global state.
 - ``central``: an idealised global view, the yardstick: every period the most loaded clusters
   send work straight to the least loaded ones, anywhere on the grid, until the loads are
@@ -25,6 +26,7 @@ A policy that balances provides ``queued_work(cluster)`` and ``take_queued(clust
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,10 @@ class _Periodic(Balancer):
         super().__init__(policy, sim)
         self.loaded: set[int] = set()  # clusters that may have queued work
         self.armed = False
+        self.interval = self.period  # until the next check (see MAX_BACKOFF)
+        self.dirty = False  # a run queued since the last check
+        self._peas: dict[int, int] = {}
+        self._peas_stamp = -1
         chip = sim.chip
         rows, cols = sim.arch.grid.rows, sim.arch.grid.cols
         self.neighbours: list[list[int]] = []
@@ -66,50 +72,84 @@ class _Periodic(Balancer):
                     else -1, c - 1 if k > 0 else -1, c + 1 if k + 1 < cols else -1]
             self.neighbours.append([n for n in near if n >= 0])
 
+    # A period that moved nothing doubles the wait before the next, up to this many periods
+    # (back to one period once work moves again): queues that stay level -- a uniformly
+    # loaded grid, or work waiting out a long context load -- cost a few checks, not one per
+    # period. Without it a 10M-cycle reconfiguration with a 1,000-cycle period made 10,000
+    # idle checks per run.
+    MAX_BACKOFF = 64
+
     def queued(self, cluster: int) -> None:
         self.loaded.add(cluster)
+        self.dirty = True
         if not self.armed:
             self.armed = True
+            self.interval = self.period
             self.sim.call_at(self.sim.now + self.period, self._tick)
 
     def peas(self, cluster: int) -> int:
-        """Live PEAs of ``cluster`` (0 if it died)."""
+        """Live PEAs of ``cluster`` (0 if it died); cached until a unit dies."""
         sim = self.sim
-        if not sim.cluster_alive[cluster]:
-            return 0
-        return sum(t.n_peas for t in sim.chip.cluster_tbus[cluster] if t.alive)
+        stamp = sim.acct.dead_peas
+        if stamp != self._peas_stamp:
+            self._peas_stamp = stamp
+            self._peas = {}
+        got = self._peas.get(cluster)
+        if got is None:
+            got = self._peas[cluster] = (
+                sum(t.n_peas for t in sim.chip.cluster_tbus[cluster] if t.alive)
+                if sim.cluster_alive[cluster] else 0)
+        return got
 
     def _tick(self) -> None:
         # ``armed`` stays set while the moves run: the runs they queue must not arm a
         # second timer.
         policy = self.policy
+        dirty, self.dirty = self.dirty, False
         work = {c: policy.cluster_backlog(c) for c in self.loaded}
         self.loaded = {c for c, w in work.items() if w > 0}
+        moved = 0
         if self.loaded:
             for src, dst, amount in self.flows(work):
-                self.move(src, dst, amount)
-        if self.loaded:
-            self.sim.call_at(self.sim.now + self.period, self._tick)
+                moved += self.move(src, dst, amount, work)
+        # Sleep until a run queues again once a period moved nothing and nothing queued since
+        # the last one: the loads can then only have evened out (runs started), so a long
+        # memory-bound run costs checks per queueing, not per period of simulated time.
+        if self.loaded and (moved or dirty):
+            self.interval = (self.period if moved else
+                             min(2 * self.interval, self.MAX_BACKOFF * self.period))
+            self.sim.call_at(self.sim.now + self.interval, self._tick)
         else:
             self.armed = False
 
     def flows(self, work: dict[int, float]) -> list[tuple[int, int, float]]:
         raise NotImplementedError
 
-    def move(self, src: int, dst: int, amount: float) -> None:
-        """Move about ``amount`` PEA-cycles of queued runs from ``src`` to ``dst``."""
+    def move(self, src: int, dst: int, amount: float, work: dict[int, float]) -> int:
+        """Move about ``amount`` PEA-cycles of queued runs from ``src`` to ``dst``, never more
+        than evens their loads out (``work``: the queued work seen this period, kept up to
+        date); return how many runs moved."""
         policy = self.policy
-        runs = policy.take_queued(src, amount)
+        p_src, p_dst = self.peas(src), self.peas(dst)
+        w_src = work[src]
+        w_dst = work[dst] if dst in work else policy.cluster_backlog(dst)
+        limit = (w_src / p_src - w_dst / p_dst) * p_src * p_dst / (p_src + p_dst)
+        if limit <= 0:
+            return 0
+        runs = policy.take_queued(src, amount, limit)
         if not runs:
-            return
+            return 0
         for run in runs:
             run.inst.cluster = dst
             policy.moved_runs += 1
             policy.moved_work_cycles += run.work
         for run in runs:
             policy.on_ready(run)
-        if policy.cluster_backlog(dst) > 0:
+        work[src] = policy.cluster_backlog(src)
+        work[dst] = policy.cluster_backlog(dst)  # less what started there at once
+        if work[dst] > 0:
             self.loaded.add(dst)
+        return len(runs)
 
 
 class DiffusionBalancer(_Periodic):
@@ -179,10 +219,13 @@ class CentralBalancer(_Periodic):
 
 
 def take_latest(queues: list[deque[TaskRun]], queued: list[Any], work: float,
-                weight: Callable[[TaskRun], float]) -> list[TaskRun]:
+                weight: Callable[[TaskRun], float],
+                limit: float = math.inf) -> list[TaskRun]:
     """:meth:`~octosim.engine.policy.Policy.take_queued` for per-type queues with their
     queued work tallied (``queued[i]``, kept up to date here): the latest run of the type with
-    the most work queued, one after another, while at least half of the next fits."""
+    the most work queued, one after another, while at least half of the next fits in ``work``
+    and all of it in ``limit`` (what evens the two clusters out: a move never leaves the
+    receiver more loaded than the sender, so no run swaps back and forth)."""
     runs: list[TaskRun] = []
     moved = 0.0
     n = len(queues)
@@ -192,7 +235,7 @@ def take_latest(queues: list[deque[TaskRun]], queued: list[Any], work: float,
         if not q:
             return runs
         w = weight(q[-1])
-        if moved + w / 2 > work:
+        if moved + w / 2 > work or moved + w > limit:
             return runs
         runs.append(q.pop())
         queued[idx] -= w

@@ -140,9 +140,9 @@ class IndiscriminatePolicy(Policy):
     def cluster_backlog(self, cluster: int) -> float:
         return float(self.qwork[cluster])
 
-    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
         queued = [self.qwork[cluster]]
-        runs = take_latest([self.queues[cluster]], queued, work, lambda run: run.work)
+        runs = take_latest([self.queues[cluster]], queued, work, lambda run: run.work, limit)
         self.qwork[cluster] = queued[0]
         return runs
 

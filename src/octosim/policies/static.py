@@ -488,9 +488,9 @@ class StaticPolicy(Policy):
     def cluster_backlog(self, cluster: int) -> float:
         return float(sum(self.queued_work[cluster]))
 
-    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
         return take_latest(self.queues[cluster], self.queued_work[cluster], work,
-                           lambda run: run.work)
+                           lambda run: run.work, limit)
 
     def queued_runs(self, cluster: int) -> list[TaskRun]:
         runs = []

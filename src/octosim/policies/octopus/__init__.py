@@ -350,10 +350,10 @@ class OctopusPolicy(Policy):
     def cluster_backlog(self, cluster: int) -> float:
         return sum(self.qwork[cluster])
 
-    def take_queued(self, cluster: int, work: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
         share = self.share
         runs = take_latest(self.queues[cluster], self.qwork[cluster], work,
-                           lambda run: run.work * share[run.tt.idx])
+                           lambda run: run.work * share[run.tt.idx], limit)
         self.n_queued[cluster] -= len(runs)
         self.rebalancer.touch(cluster)
         return runs
