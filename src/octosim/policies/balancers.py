@@ -131,7 +131,9 @@ class _Periodic(Balancer):
         date); return how many runs moved."""
         policy = self.policy
         p_src, p_dst = self.peas(src), self.peas(dst)
-        w_src = work[src]
+        # (``central`` may name a sender not yet in ``work``: a cluster that queued nothing
+        # since the last period but still has work queued.)
+        w_src = work[src] if src in work else policy.cluster_backlog(src)
         w_dst = work[dst] if dst in work else policy.cluster_backlog(dst)
         limit = (w_src / p_src - w_dst / p_dst) * p_src * p_dst / (p_src + p_dst)
         if limit <= 0:
