@@ -44,6 +44,8 @@ EXPENSIVE: list[tuple[str, str]] = [
                                              "tests/engine/test_corpus.py runs them"),
     (r"\bpython (-m bench\.|bench/)", "a benchmark or a measured table: seconds to minutes"),
     (r"\boctosim (sweep|report)\b", "a sweep or a report: many runs, or a browser"),
+    (r"^\s*dask (scheduler|worker)\b|^\s*kill %", "starts (or stops) a long-lived dask "
+     "scheduler or worker in the background (a test would wait on its output for good)"),
     (r"\boctosim compare\b(?!.*arrivals\.count)", "several full-size runs"),
 ]
 

@@ -346,16 +346,23 @@ class StaticPolicy(Policy):
                     if owner[p] >= 0:
                         held[owner[p]] += 1
         best: tuple[int, TBU, int] | None = None
-        for tbu_id, types in self.sharing.items():
-            tbu = sim.chip.tbus[tbu_id]
-            if not tbu.alive or tbu.cluster != c:
-                continue
-            for j in types:
-                mine = sum(1 for p in self.shared_peas[tbu_id] if owner[p] == j)
-                left = held[j] - k
-                if j != idx and mine >= k and left >= self.k[j] and (
-                        best is None or left > best[0]):
-                    best = (left, tbu, j)
+        # A run's worth if some type can spare it, else fewer PEAs per run, down to the
+        # task's minimum (its runs then take what was lent: a hypothesis case stuck with a
+        # 3-PEA run type and no type holding 3 PEAs on one shared TBU).
+        for size in range(k, sim.task_types[idx].kmin - 1, -1):
+            for tbu_id, types in self.sharing.items():
+                tbu = sim.chip.tbus[tbu_id]
+                if not tbu.alive or tbu.cluster != c:
+                    continue
+                for j in types:
+                    mine = sum(1 for p in self.shared_peas[tbu_id] if owner[p] == j)
+                    left = held[j] - size
+                    if j != idx and mine >= size and left >= self.k[j] and (
+                            best is None or left > best[0]):
+                        best = (left, tbu, j)
+            if best is not None:
+                k = self.k[idx] = size
+                break
         if best is None:
             return False
         _, tbu, j = best
