@@ -26,9 +26,14 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _run_and_report(args, _run_config(args))
+    return 0
+
+
+def _run_and_report(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """Simulate ``cfg``, write ``--out`` and print the summary (``run`` and ``rerun``)."""
     from octosim.experiments.run import run_config, write_run
 
-    cfg = _run_config(args)
     summary = _simulate(args, cfg, run_config)
     if args.out:
         write_run(args.out, cfg, summary)
@@ -36,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json(summary)
     else:
         _print_run(summary)
-    return 0
+    return summary
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -94,7 +99,6 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from octosim.experiments.config import load_run_config
-    from octosim.experiments.run import run_config, write_run
     from octosim.model.loader import read_text
 
     run_dir = Path(args.dir)
@@ -103,13 +107,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         raise UserError("not a run directory (octosim run --out DIR writes one)", file=args.dir)
     cfg = load_run_config(str(config), None, args.set, args.fault)
     args.trace = getattr(args, "trace", None)
-    summary = _simulate(args, cfg, run_config)
-    if args.out:
-        write_run(args.out, cfg, summary)
-    if args.json:
-        _print_json(summary)
-    else:
-        _print_run(summary)
+    summary = _run_and_report(args, cfg)
     old_path = run_dir / "summary.json"
     if old_path.is_file() and not args.set and not args.fault:
         try:

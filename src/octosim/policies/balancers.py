@@ -161,19 +161,14 @@ class DiffusionBalancer(_Periodic):
         policy = self.policy
         alpha = self.coefficient
         out = []
-        peas: dict[int, int] = {}
         for src in sorted(work):
             w_src = work[src]
-            p_src = peas.get(src)
-            if p_src is None:
-                p_src = peas[src] = self.peas(src)
+            p_src = self.peas(src)
             if w_src <= 0 or p_src == 0:
                 continue
             load_src = w_src / p_src
             for dst in self.neighbours[src]:
-                p_dst = peas.get(dst)
-                if p_dst is None:
-                    p_dst = peas[dst] = self.peas(dst)
+                p_dst = self.peas(dst)
                 if p_dst == 0:
                     continue
                 w_dst = work.get(dst)
