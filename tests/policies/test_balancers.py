@@ -15,9 +15,15 @@ from octosim.policies.balancers import take_latest
 from octosim.policies.registry import make_policy
 
 
+class _Type:
+    def __init__(self, idx: int) -> None:
+        self.idx = idx
+
+
 class _Run:
-    def __init__(self, work: int) -> None:
+    def __init__(self, work: int, kind: int = 0) -> None:
         self.work = work
+        self.tt = _Type(kind)
 
 
 def test_take_latest_takes_the_newest_runs_of_the_fullest_queue() -> None:
@@ -35,6 +41,16 @@ def test_take_latest_takes_the_newest_runs_of_the_fullest_queue() -> None:
     # The limit (what evens two clusters out) is never passed, whatever fits by half.
     c = deque([_Run(10), _Run(10), _Run(10)])
     assert len(take_latest([c], [30], 30, lambda r: r.work, limit=25)) == 2  # type: ignore
+    # Types not worth moving stay: their queue is skipped; a queue of mixed types stops at
+    # the first such run (its order is kept).
+    a = deque([_Run(10, 0), _Run(20, 0)])
+    b = deque([_Run(5, 1)])
+    queued = [30, 5]
+    runs = take_latest([a, b], queued, 100, lambda r: r.work, movable=[False, True])
+    assert [r.work for r in runs] == [5] and len(a) == 2 and queued == [30, 0]
+    mixed = deque([_Run(10, 1), _Run(20, 0), _Run(30, 1)])
+    runs = take_latest([mixed], [60], 100, lambda r: r.work, movable=[False, True])
+    assert [r.work for r in runs] == [30] and len(mixed) == 2
 
 
 def test_diffusion_never_swaps_runs_back_and_forth() -> None:
@@ -137,3 +153,40 @@ def test_edge_io_leaves_the_centre_of_a_3x3_grid_idle_without_a_balancer() -> No
     uniform = {**arch, "io": {"placement": "uniform"}}
     _, everywhere = simulate("static", "none", uniform)
     assert set(everywhere.count) == set(range(9))
+
+
+def _streaming_workflow(batch_max: int) -> dict[str, Any]:
+    """``a`` then an LLM decode step whose weights stream from memory on every run (in
+    batches of ``batch_max`` sharing one pass)."""
+    llm: dict[str, Any] = {"kind": "ai", "model": "llm1b_decode"}
+    if batch_max > 1:
+        llm["batch"] = {"max": batch_max, "wait_cycles": 10_000}
+    return {**WF, "tasks": {"a": WF["tasks"]["a"], "llm": llm}, "flow": ["a", "llm"]}
+
+
+def _simulate_workflow(wf: dict[str, Any], policy: str, balancer: str,
+                       **params: Any) -> Simulation:
+    sim = Simulation(parse_workflow(wf, "w.yaml"), parse_arch(ARCH, "a.yaml"),
+                     make_policy(policy, {"balancer": balancer, **params}), seed=3)
+    return sim.run()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_instances_that_stream_weights_in_batches_stay_with_their_partners(policy: str) -> None:
+    """Moving an instance whose later run streams weights in batches would leave it to stream
+    them alone elsewhere (rag-agent's LLM batches split on the wafer: 1.5x slower than no
+    balancing); one that streams them run by run moves where a channel has room."""
+    batched = _simulate_workflow(_streaming_workflow(4), policy, "diffusion",
+                                 balance_period_cycles=2000)
+    assert batched.instances_done == 120
+    assert batched.policy.moved_runs == 0
+    single = _simulate_workflow(_streaming_workflow(1), policy, "diffusion",
+                                balance_period_cycles=2000)
+    assert single.instances_done == 120 and single.policy.moved_runs > 0
+    # No channel has room at a headroom of 0: only work with no weights ahead moves.
+    full = _simulate_workflow(_streaming_workflow(1), policy, "diffusion",
+                              balance_period_cycles=2000, balance_memory_headroom=0.0)
+    assert full.instances_done == 120 and full.policy.moved_runs == 0
+    plain = _simulate_workflow(WF, policy, "diffusion", balance_period_cycles=2000,
+                               balance_memory_headroom=0.0)
+    assert plain.policy.moved_runs > 0

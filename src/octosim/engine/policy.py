@@ -59,7 +59,7 @@ type now, and the TBUs of a cluster bound to a type with enough free PEAs; and
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -93,6 +93,9 @@ class PolicyParams(BaseModel):
                                        description="how often a balancer moves work")
     diffusion_coefficient: float = Field(0.2, gt=0, le=0.25,
                                          description="fraction of a load difference moved")
+    balance_memory_headroom: float = Field(
+        0.6, ge=0, le=1, description="a balancer moves an instance that streams weights only "
+        "to a cluster whose memory channel was booked less than this share of the time")
 
 
 def rehome_instance(policy: Policy, inst: Instance) -> int:
@@ -207,11 +210,12 @@ class Policy:
         """Work queued on ``cluster`` (PEA-cycles), what a balancer levels. Default: none."""
         return 0.0
 
-    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float,
+                    movable: Sequence[bool] | None = None) -> list[TaskRun]:
         """Remove from ``cluster``'s queues, and return, about ``work`` PEA-cycles of queued
         runs for a balancer to move, never more than ``limit`` (the latest queued first; a run
-        goes if at least half of it fits in ``work``). Default: none (the policy does not
-        balance)."""
+        goes if at least half of it fits in ``work``), only of the task types ``movable``
+        marks (by type index; None: any). Default: none (the policy does not balance)."""
         return []
 
     def hook(self, name: str) -> Any:

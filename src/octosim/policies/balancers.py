@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from octosim.engine.profile import profile_workflow
 
 if TYPE_CHECKING:
     from octosim.engine.entities import TaskRun
@@ -47,6 +49,7 @@ class Balancer:
         self.sim = sim
         self.period = policy.params.balance_period_cycles
         self.coefficient = policy.params.diffusion_coefficient
+        self.headroom = policy.params.balance_memory_headroom
 
     def queued(self, cluster: int) -> None:
         """A run was queued on ``cluster`` (it did not start at once)."""
@@ -63,6 +66,21 @@ class _Periodic(Balancer):
         self.dirty = False  # a run queued since the last check
         self._peas: dict[int, int] = {}
         self._peas_stamp = -1
+        types = sim.task_types
+        # A move re-homes the run's instance, so its later runs go too. Per task type, the
+        # channel cycles of the weights an instance still streams from that stage on (the
+        # types of the same or a later stage, loops aside, as often as the workflow's profile
+        # runs them per instance), and whether any of them streams in batches; from them the
+        # answers of :meth:`movable`.
+        prof = (profile_workflow(sim.wf, types, sim.seed)
+                if any(t.streamed_bytes for t in types) else {})
+        self.stream_cost = [sum(prof[u.idx].runs_per_instance * u.floor_cycles for u in types
+                                if u.rank >= t.rank and u.streamed_bytes) for t in types]
+        batch_stream_ahead = [any(u.streamed_bytes and u.batch_max > 1 for u in types
+                                  if u.rank >= t.rank) for t in types]
+        self._none = [False] * len(types)
+        self._with_room = [not b for b in batch_stream_ahead]
+        self._without_room = [not c for c in self.stream_cost]
         chip = sim.chip
         rows, cols = sim.arch.grid.rows, sim.arch.grid.cols
         self.neighbours: list[list[int]] = []
@@ -125,6 +143,35 @@ class _Periodic(Balancer):
     def flows(self, work: dict[int, float]) -> list[tuple[int, int, float]]:
         raise NotImplementedError
 
+    def movable(self, src: int, dst: int, gain: float) -> list[bool]:
+        """Per task type: is moving one of its queued runs from ``src`` to ``dst`` worth it,
+        when it may start ``gain`` cycles sooner there (before its input's hops)?
+
+        A move re-homes the instance, so the weights its later runs stream go to ``dst``'s
+        memory channel. An instance that still streams weights (:attr:`stream_cost`) moves
+        only to a channel with room (booked for less than ``balance_memory_headroom`` of the
+        time so far; 0.6 by default: on ``octopus-wafer``, where an edge channel serves 2.3
+        clusters on average, it kept most of the compute-bound workflows' gain and the
+        memory-bound ones at no balancing's makespan, see docs/results.md), and not at all if it
+        streams them in batches (one pass for many runs: alone on another cluster its runs
+        would each stream the weights). Without this, diffusion on
+        ``octopus-wafer`` was 1.3-1.5x slower than no balancing on the memory-bound workflows
+        (rag-agent, recommendation, content-moderation): their channels are 74-97% busy
+        without balancing, the instances moved inwards piled their streams onto the edge
+        channels that also serve interior clusters, and the LLM batches split.
+
+        A reconfiguration at ``dst`` is not charged to the move: it is paid once for the many
+        runs of the type that follow (charging it per move cost street-camera a third of its
+        gain)."""
+        sim = self.sim
+        chip = sim.chip
+        ok = gain > chip.mesh.hops(src, dst) * chip.mesh.hop_cycles
+        if not ok:
+            return self._none
+        m_dst = chip.memory_of[dst]
+        room = m_dst.busy_cycles < self.headroom * sim.now
+        return self._with_room if room else self._without_room
+
     def move(self, src: int, dst: int, amount: float, work: dict[int, float]) -> int:
         """Move about ``amount`` PEA-cycles of queued runs from ``src`` to ``dst``, never more
         than evens their loads out (``work``: the queued work seen this period, kept up to
@@ -135,10 +182,11 @@ class _Periodic(Balancer):
         # since the last period but still has work queued.)
         w_src = work[src] if src in work else policy.cluster_backlog(src)
         w_dst = work[dst] if dst in work else policy.cluster_backlog(dst)
-        limit = (w_src / p_src - w_dst / p_dst) * p_src * p_dst / (p_src + p_dst)
+        gain = w_src / p_src - w_dst / p_dst  # cycles sooner a run may start at ``dst``
+        limit = gain * p_src * p_dst / (p_src + p_dst)
         if limit <= 0:
             return 0
-        runs = policy.take_queued(src, amount, limit)
+        runs = policy.take_queued(src, amount, limit, self.movable(src, dst, gain))
         if not runs:
             return 0
         for run in runs:
@@ -217,26 +265,33 @@ class CentralBalancer(_Periodic):
 
 def take_latest(queues: list[deque[TaskRun]], queued: list[Any], work: float,
                 weight: Callable[[TaskRun], float],
-                limit: float = math.inf) -> list[TaskRun]:
+                limit: float = math.inf, movable: Sequence[bool] | None = None
+                ) -> list[TaskRun]:
     """:meth:`~octosim.engine.policy.Policy.take_queued` for per-type queues with their
     queued work tallied (``queued[i]``, kept up to date here): the latest run of the type with
     the most work queued, one after another, while at least half of the next fits in ``work``
     and all of it in ``limit`` (what evens the two clusters out: a move never leaves the
-    receiver more loaded than the sender, so no run swaps back and forth)."""
+    receiver more loaded than the sender, so no run swaps back and forth). ``movable``
+    (per task type index, :meth:`_Periodic.movable`): the types worth moving; a queue whose
+    latest run is not is left alone (a queue of mixed types stops at it: FIFO order kept)."""
     runs: list[TaskRun] = []
     moved = 0.0
-    n = len(queues)
-    while True:
-        idx = max(range(n), key=lambda i: (queued[i], -i))
+    live = list(range(len(queues)))
+    while live:
+        idx = max(live, key=lambda i: (queued[i], -i))
         q = queues[idx]
         if not q:
             return runs
+        if movable is not None and not movable[q[-1].tt.idx]:
+            live.remove(idx)
+            continue
         w = weight(q[-1])
         if moved + w / 2 > work or moved + w > limit:
             return runs
         runs.append(q.pop())
         queued[idx] -= w
         moved += w
+    return runs
 
 
 BALANCERS: dict[str, type[Balancer]] = {

@@ -18,6 +18,7 @@ batches form from what queues while the PEAs are busy.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -140,9 +141,11 @@ class IndiscriminatePolicy(Policy):
     def cluster_backlog(self, cluster: int) -> float:
         return float(self.qwork[cluster])
 
-    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float,
+                    movable: Sequence[bool] | None = None) -> list[TaskRun]:
         queued = [self.qwork[cluster]]
-        runs = take_latest([self.queues[cluster]], queued, work, lambda run: run.work, limit)
+        runs = take_latest([self.queues[cluster]], queued, work, lambda run: run.work, limit,
+                           movable)
         self.qwork[cluster] = queued[0]
         return runs
 

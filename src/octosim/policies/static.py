@@ -11,7 +11,7 @@ each cluster gets the same partition and instances are spread round-robin.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -495,9 +495,10 @@ class StaticPolicy(Policy):
     def cluster_backlog(self, cluster: int) -> float:
         return float(sum(self.queued_work[cluster]))
 
-    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float,
+                    movable: Sequence[bool] | None = None) -> list[TaskRun]:
         return take_latest(self.queues[cluster], self.queued_work[cluster], work,
-                           lambda run: run.work, limit)
+                           lambda run: run.work, limit, movable)
 
     def queued_runs(self, cluster: int) -> list[TaskRun]:
         runs = []

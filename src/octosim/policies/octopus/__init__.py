@@ -44,6 +44,7 @@ looks at, not the size of the cluster.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -350,10 +351,11 @@ class OctopusPolicy(Policy):
     def cluster_backlog(self, cluster: int) -> float:
         return sum(self.qwork[cluster])
 
-    def take_queued(self, cluster: int, work: float, limit: float) -> list[TaskRun]:
+    def take_queued(self, cluster: int, work: float, limit: float,
+                    movable: Sequence[bool] | None = None) -> list[TaskRun]:
         share = self.share
         runs = take_latest(self.queues[cluster], self.qwork[cluster], work,
-                           lambda run: run.work * share[run.tt.idx], limit)
+                           lambda run: run.work * share[run.tt.idx], limit, movable)
         self.n_queued[cluster] -= len(runs)
         self.rebalancer.touch(cluster)
         return runs
