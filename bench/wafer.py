@@ -35,27 +35,36 @@ import subprocess
 import sys
 from typing import Any
 
+from octosim.errors import UserError
 from octosim.experiments.batch import RunSpec, run_many
+from octosim.experiments.scaling import ScalingPlan, scaling_study, square_grid
 from octosim.workloads import builtin_names
 
 BALANCERS = ("none", "diffusion", "central")
 POLICIES = ("static", "reactive", "indiscriminate", "octopus")
-CONTROLLER_BYTES_PER_CYCLE = 256  # octopus-chip's one controller
 
 
 def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
+def parse_grids(text: str) -> list[int]:
+    try:
+        return [int(g) for g in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --grids: {text!r} is not a list of numbers") from None
+
+
 def grid_of(clusters: int) -> tuple[int, int]:
-    side = math.isqrt(clusters)
-    if side * side != clusters:
-        raise SystemExit(f"error: --grids: {clusters} is not a square number of clusters")
-    return side, side
+    try:
+        return square_grid(clusters)
+    except UserError as exc:
+        raise SystemExit(f"error: --grids: {exc.what}") from None
 
 
 def _progress(res: Any) -> None:
-    label = dict(res.spec.tags).get("label", "")
+    tags = dict(res.spec.tags)
+    label = tags.get("label") or " ".join(f"{k}={v}" for k, v in tags.items())
     state = "failed: " + res.error.splitlines()[0] if res.error else (
         f"{res.summary['makespan_cycles']:,} cycles in {res.summary['wall_seconds']:.1f} s")
     print(f"{res.spec.workflow} {label}: {state}", file=sys.stderr)
@@ -98,55 +107,17 @@ def balancers(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """The study of :mod:`octosim.experiments.scaling` (the one ``reproduce`` runs), at any
+    grids and counts."""
     workflows = args.workflow or builtin_names("workflow")
-    grids = [int(g) for g in args.grids.split(",")]
-    specs = []
-    for wf in workflows:
-        for n in grids:
-            rows, cols = grid_of(n)
-            common = (f"workflow.arrivals.count={args.per_cluster * n}", "workflow.phases=[]",
-                      "workflow.arrivals.process=batch", f"arch.grid.rows={rows}",
-                      f"arch.grid.cols={cols}", f"policy.balancer={args.balancer}")
-            edge = 4 * (rows - 1) if rows > 1 else 1
-            memory = {
-                "scaled": ("arch.memory.controllers=per_cluster",
-                           f"arch.memory.bytes_per_cycle={CONTROLLER_BYTES_PER_CYCLE}"),
-                "fixed": ("arch.memory.controllers=edge",
-                          f"arch.memory.bytes_per_cycle={CONTROLLER_BYTES_PER_CYCLE / edge}"),
-            }
-            for mem, sets in memory.items():
-                specs.append(RunSpec(wf, "octopus-wafer", args.policy, args.seed,
-                                     (*common, *sets),
-                                     (("label", f"{mem} {n}"), ("clusters", n), ("memory", mem))))
-    results = run_many(specs, args.workers, on_result=_progress)
-    thr: dict[tuple[str, str], dict[int, float]] = {}
-    failures = []
-    for res in results:
-        tags = dict(res.spec.tags)
-        if res.summary is None:
-            failures.append({"workflow": res.spec.workflow, "run": tags["label"],
-                             "error": res.error})
-            continue
-        s = res.summary
-        thr.setdefault((res.spec.workflow, tags["memory"]), {})[tags["clusters"]] = (
-            s["instances"] / s["makespan_cycles"] * 1e9 if s["makespan_cycles"] else 0.0)
-    table = []
-    for (wf, mem), by_n in sorted(thr.items()):
-        one = by_n.get(1)
-        for n in sorted(by_n):
-            table.append({"workflow": wf, "memory": mem, "clusters": n,
-                          "throughput_per_gcycle": round(by_n[n], 3),
-                          "parallel_efficiency": round(by_n[n] / (n * one), 4) if one else None})
-    efficiency = {}
-    for mem in ("scaled", "fixed"):
-        for n in grids:
-            vals = [r["parallel_efficiency"] for r in table
-                    if r["memory"] == mem and r["clusters"] == n and r["parallel_efficiency"]]
-            efficiency.setdefault(mem, {})[n] = round(geomean(vals), 4) if vals else None
-    return {"study": "scaling", "policy": args.policy, "balancer": args.balancer,
-            "per_cluster": args.per_cluster, "seed": args.seed, "table": table,
-            "geomean_parallel_efficiency": efficiency, "failures": failures,
-            "target": "parallel efficiency >= 0.8 to 64 clusters, memory scaled"}
+    grids = tuple(parse_grids(args.grids))
+    for n in grids:
+        grid_of(n)  # a bad --grids is a one-line error before anything runs
+    plan = ScalingPlan(grids, args.per_cluster, args.seed, args.policy, args.balancer)
+    out = scaling_study(plan, workflows,
+                        lambda specs: run_many(specs, args.workers, on_result=_progress),
+                        tuple(args.set))
+    return {"study": "scaling", **out}
 
 
 def _one_run(argv: list[str]) -> dict[str, Any]:
@@ -171,7 +142,7 @@ def _one_run(argv: list[str]) -> dict[str, Any]:
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
-    grids = [int(g) for g in args.grids.split(",")]
+    grids = parse_grids(args.grids)
     policies = args.policies.split(",")
     rows = []
     for n in grids:
@@ -203,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--grids", default="1,4,16,64")
     s.add_argument("--policy", default="octopus")
     s.add_argument("--balancer", default="diffusion")
+    s.add_argument("--set", action="append", default=[],
+                   help="a --set item on every run (e.g. a tuned policy knob)")
     for q in (b, s):
         q.add_argument("--workflow", action="append", default=[])
         q.add_argument("--seed", type=int, default=1)
