@@ -1,6 +1,6 @@
 """The wafer-scale study (issue 11): balancers, scaling with the grid, and the cost of a run.
 
-Three studies, each printing one JSON object on stdout (progress on stderr):
+Four studies, each printing one JSON object on stdout (progress on stderr):
 
 ``balancers``
     On ``octopus-wafer`` (8x8 clusters, instances entering at the 28 edge clusters), each
@@ -15,14 +15,22 @@ Three studies, each printing one JSON object on stdout (progress on stderr):
     efficiency is throughput(N) / (N x throughput(1)) (target >= 0.8 with memory scaled).
 ``speed``
     Wall time and peak memory of one run against grid size under every policy
-    (``--instances-per-cluster``, 312 by default: 20,000 instances on 64 clusters). Each run
-    is a fresh process, so its peak RSS is its own.
+    (``--instances-per-cluster``, 312 by default: 19,968 instances on 64 clusters; or
+    ``--instances``, a total, the same on every grid: ``--grids 64 --instances 20000``). Each
+    run is a fresh process, so its peak RSS is its own.
+``table``
+    Octopus's speed-up over every baseline on ``octopus-wafer`` (edge I/O), each policy tuned
+    by :func:`octosim.experiments.tuning.tune` (the same procedure, budget and seeds for every
+    policy) on the wafer, with ``balancer`` (none, diffusion) added as a shared knob to every
+    grid here only, then reported on seeds disjoint from the tuning seeds.
 
 Usage::
 
     python -m bench.wafer balancers --count 2000 --workers 2
-    python -m bench.wafer scaling --per-cluster 100 --grids 1,4,16,64 --workers 2
+    python -m bench.wafer scaling --per-cluster 50 --grids 1,4,16,64 --workers 1
     python -m bench.wafer speed --grids 1,4,16,64 --policies static,octopus
+    python -m bench.wafer speed --grids 64 --instances 20000
+    python -m bench.wafer table --count 1000 --budget 8 --workers 2
 """
 
 from __future__ import annotations
@@ -31,31 +39,45 @@ import argparse
 import json
 import math
 import resource
+import statistics
 import subprocess
 import sys
+import time
 from typing import Any
 
-from octosim.experiments.batch import RunSpec, run_many
+from octosim.errors import UserError
+from octosim.experiments.batch import RunResult, RunSpec, run_many
+from octosim.experiments.scaling import ScalingPlan, scaling_study, square_grid
+from octosim.experiments.tuning import GRIDS, Grid, TuningPlan, tune
 from octosim.workloads import builtin_names
 
 BALANCERS = ("none", "diffusion", "central")
-POLICIES = ("static", "reactive", "indiscriminate", "octopus")
-CONTROLLER_BYTES_PER_CYCLE = 256  # octopus-chip's one controller
+BASELINES = ("static", "reactive", "indiscriminate")
+POLICIES = (*BASELINES, "octopus")
+TABLE_BALANCERS = ("none", "diffusion")  # the shared knob the table's tuning adds
 
 
 def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
+def parse_grids(text: str) -> list[int]:
+    try:
+        return [int(g) for g in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --grids: {text!r} is not a list of numbers") from None
+
+
 def grid_of(clusters: int) -> tuple[int, int]:
-    side = math.isqrt(clusters)
-    if side * side != clusters:
-        raise SystemExit(f"error: --grids: {clusters} is not a square number of clusters")
-    return side, side
+    try:
+        return square_grid(clusters)
+    except UserError as exc:
+        raise SystemExit(f"error: --grids: {exc.what}") from None
 
 
 def _progress(res: Any) -> None:
-    label = dict(res.spec.tags).get("label", "")
+    tags = dict(res.spec.tags)
+    label = tags.get("label") or " ".join(f"{k}={v}" for k, v in tags.items())
     state = "failed: " + res.error.splitlines()[0] if res.error else (
         f"{res.summary['makespan_cycles']:,} cycles in {res.summary['wall_seconds']:.1f} s")
     print(f"{res.spec.workflow} {label}: {state}", file=sys.stderr)
@@ -98,55 +120,90 @@ def balancers(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """The study of :mod:`octosim.experiments.scaling` (the one ``reproduce`` runs), at any
+    grids and counts."""
     workflows = args.workflow or builtin_names("workflow")
-    grids = [int(g) for g in args.grids.split(",")]
-    specs = []
-    for wf in workflows:
-        for n in grids:
-            rows, cols = grid_of(n)
-            common = (f"workflow.arrivals.count={args.per_cluster * n}", "workflow.phases=[]",
-                      "workflow.arrivals.process=batch", f"arch.grid.rows={rows}",
-                      f"arch.grid.cols={cols}", f"policy.balancer={args.balancer}")
-            edge = 4 * (rows - 1) if rows > 1 else 1
-            memory = {
-                "scaled": ("arch.memory.controllers=per_cluster",
-                           f"arch.memory.bytes_per_cycle={CONTROLLER_BYTES_PER_CYCLE}"),
-                "fixed": ("arch.memory.controllers=edge",
-                          f"arch.memory.bytes_per_cycle={CONTROLLER_BYTES_PER_CYCLE / edge}"),
-            }
-            for mem, sets in memory.items():
-                specs.append(RunSpec(wf, "octopus-wafer", args.policy, args.seed,
-                                     (*common, *sets),
-                                     (("label", f"{mem} {n}"), ("clusters", n), ("memory", mem))))
-    results = run_many(specs, args.workers, on_result=_progress)
-    thr: dict[tuple[str, str], dict[int, float]] = {}
+    grids = tuple(parse_grids(args.grids))
+    for n in grids:
+        grid_of(n)  # a bad --grids is a one-line error before anything runs
+    plan = ScalingPlan(grids, args.per_cluster, args.seed, args.policy, args.balancer)
+    out = scaling_study(plan, workflows,
+                        lambda specs: run_many(specs, args.workers, on_result=_progress),
+                        tuple(args.set))
+    return {"study": "scaling", **out}
+
+
+def wafer_grids(policies: tuple[str, ...] = POLICIES) -> dict[str, Grid]:
+    """Each policy's tuning grid (tuning.GRIDS) with ``balancer`` in TABLE_BALANCERS as a
+    shared knob, first, so the descent sweeps it for every policy whatever the budget. Only
+    for this study: on one cluster the balancer is a no-op, so GRIDS (what the chip-scale
+    reproduce sweeps) leaves it out."""
+    return {p: {"balancer": list(TABLE_BALANCERS), **GRIDS[p]} for p in policies}
+
+
+def table(args: argparse.Namespace) -> dict[str, Any]:
+    """Octopus's speed-up over every tuned baseline on octopus-wafer (edge I/O): each policy
+    tuned by tuning.tune (the same procedure, budget and seeds for each) on the wafer, then
+    the reported runs on seeds disjoint from the tuning seeds."""
+    workflows = args.workflow or builtin_names("workflow")
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    tuning_seeds = tuple(int(s) for s in args.tuning_seeds.split(","))
+    if set(seeds) & set(tuning_seeds):
+        raise SystemExit("error: --seeds: the reported seeds must not be tuning seeds")
+    base = (f"workflow.arrivals.count={args.count}", "workflow.phases=[]",
+            "workflow.arrivals.process=batch")
+
+    def run(specs: list[RunSpec], what: str) -> list[RunResult]:
+        print(f"{what}: {len(specs)} runs", file=sys.stderr)
+        return run_many(specs, args.workers, on_result=_progress)
+
+    t0 = time.perf_counter()
+    plan = TuningPlan(budget=args.budget, seeds=tuning_seeds)
+    tuned = tune(list(POLICIES), workflows, plan, lambda wf: base, "octopus-wafer", run,
+                 grids=wafer_grids())
+    t_tuned = time.perf_counter()
+    specs = [RunSpec(wf, "octopus-wafer", p, seed, (*base, *tuned[p]["best_sets"]),
+                     (("label", p),))
+             for wf in workflows for seed in seeds for p in POLICIES]
+    results = run(specs, "reported runs")
+    by: dict[tuple[str, int, str], int] = {}
     failures = []
     for res in results:
-        tags = dict(res.spec.tags)
         if res.summary is None:
-            failures.append({"workflow": res.spec.workflow, "run": tags["label"],
-                             "error": res.error})
+            failures.append({"workflow": res.spec.workflow, "policy": res.spec.policy,
+                             "seed": res.spec.seed, "error": res.error})
+        else:
+            by[(res.spec.workflow, res.spec.seed, res.spec.policy)] = res.summary[
+                "makespan_cycles"]
+    rows = []
+    speedups: dict[str, list[float]] = {b: [] for b in BASELINES}
+    for wf in workflows:
+        if not all((wf, s, p) in by for s in seeds for p in POLICIES):
             continue
-        s = res.summary
-        thr.setdefault((res.spec.workflow, tags["memory"]), {})[tags["clusters"]] = (
-            s["instances"] / s["makespan_cycles"] * 1e9 if s["makespan_cycles"] else 0.0)
-    table = []
-    for (wf, mem), by_n in sorted(thr.items()):
-        one = by_n.get(1)
-        for n in sorted(by_n):
-            table.append({"workflow": wf, "memory": mem, "clusters": n,
-                          "throughput_per_gcycle": round(by_n[n], 3),
-                          "parallel_efficiency": round(by_n[n] / (n * one), 4) if one else None})
-    efficiency = {}
-    for mem in ("scaled", "fixed"):
-        for n in grids:
-            vals = [r["parallel_efficiency"] for r in table
-                    if r["memory"] == mem and r["clusters"] == n and r["parallel_efficiency"]]
-            efficiency.setdefault(mem, {})[n] = round(geomean(vals), 4) if vals else None
-    return {"study": "scaling", "policy": args.policy, "balancer": args.balancer,
-            "per_cluster": args.per_cluster, "seed": args.seed, "table": table,
-            "geomean_parallel_efficiency": efficiency, "failures": failures,
-            "target": "parallel efficiency >= 0.8 to 64 clusters, memory scaled"}
+        ms = {p: round(statistics.fmean(by[(wf, s, p)] for s in seeds)) for p in POLICIES}
+        # Per seed (common random numbers), then the mean over seeds, as reproduce does.
+        sp = {b: round(statistics.fmean(by[(wf, s, b)] / by[(wf, s, "octopus")]
+                                        for s in seeds), 4) for b in BASELINES}
+        for b in BASELINES:
+            speedups[b].append(sp[b])
+        best = min(BASELINES, key=lambda b: ms[b])
+        rows.append({"workflow": wf, "makespan_cycles": ms, "speedup": sp,
+                     "best_baseline": best, "speedup_over_best_baseline": sp[best]})
+    return {
+        "study": "table", "arch": "octopus-wafer", "io": "edge", "count": args.count,
+        "seeds": list(seeds), "tuning_seeds": list(tuning_seeds), "budget": args.budget,
+        "procedure": plan.procedure, "rows": rows, "failures": failures,
+        "geomean_speedup": {b: round(geomean(v), 4) for b, v in speedups.items()},
+        "geomean_speedup_over_best_baseline": round(
+            geomean([r["speedup_over_best_baseline"] for r in rows]), 4),
+        "tuned": {p: {"best": t["best"], "best_sets": t["best_sets"],
+                      "best_score": t["best_score"], "evaluated": t["evaluated"],
+                      "runs": t["runs"], "grid": t["grid"], "path": t["path"]}
+                  for p, t in tuned.items()},
+        "wall_seconds": {"tuning": round(t_tuned - t0, 1),
+                         "reported": round(time.perf_counter() - t_tuned, 1)},
+        "workers": args.workers,
+    }
 
 
 def _one_run(argv: list[str]) -> dict[str, Any]:
@@ -171,13 +228,13 @@ def _one_run(argv: list[str]) -> dict[str, Any]:
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
-    grids = [int(g) for g in args.grids.split(",")]
+    grids = parse_grids(args.grids)
     policies = args.policies.split(",")
     rows = []
     for n in grids:
         r, c = grid_of(n)
         for pol in policies:
-            count = args.instances_per_cluster * n
+            count = args.instances or args.instances_per_cluster * n
             argv = ["run", args.workflow_name, "--arch", "octopus-wafer", "--policy", pol,
                     "--set", f"arch.grid.rows={r}", "--set", f"arch.grid.cols={c}",
                     "--set", f"workflow.arrivals.count={count}", "--set",
@@ -203,6 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--grids", default="1,4,16,64")
     s.add_argument("--policy", default="octopus")
     s.add_argument("--balancer", default="diffusion")
+    s.add_argument("--set", action="append", default=[],
+                   help="a --set item on every run (e.g. a tuned policy knob)")
+    t = sub.add_parser("table")
+    t.add_argument("--count", type=int, default=1000, help="instances per run")
+    t.add_argument("--budget", type=int, default=8, help="settings tuned per policy")
+    t.add_argument("--tuning-seeds", default="101")
+    t.add_argument("--seeds", default="1,2", help="reported seeds (not tuning seeds)")
+    t.add_argument("--workflow", action="append", default=[])
+    t.add_argument("--workers", type=int, default=None)
     for q in (b, s):
         q.add_argument("--workflow", action="append", default=[])
         q.add_argument("--seed", type=int, default=1)
@@ -210,11 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("speed")
     sp.add_argument("--grids", default="1,4,16,64")
     sp.add_argument("--policies", default=",".join(POLICIES))
-    sp.add_argument("--instances-per-cluster", type=int, default=312)
+    count = sp.add_mutually_exclusive_group()
+    count.add_argument("--instances-per-cluster", type=int, default=312,
+                       help="instances per cluster (a grid of N runs N times as many)")
+    count.add_argument("--instances", type=int, default=None,
+                       help="instances per run, the same total on every grid "
+                            "(e.g. --grids 64 --instances 20000)")
     sp.add_argument("--workflow-name", default="street-camera")
     sp.add_argument("--balancer", default="diffusion")
     args = p.parse_args(argv)
-    out = {"balancers": balancers, "scaling": scaling, "speed": speed}[args.study](args)
+    out = {"balancers": balancers, "scaling": scaling, "speed": speed,
+           "table": table}[args.study](args)
     print(json.dumps(out, indent=1))
     return 0
 

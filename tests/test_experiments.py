@@ -115,6 +115,24 @@ def test_reproduce_quick_on_one_workflow(tmp_path: Path,
         assert set(tuning[r["spec"]["policy"]]["best_sets"]) <= set(r["spec"]["sets"])
     assert "## Tuning: every policy on equal terms" in (out / "results.md").read_text()
 
+    # The quick scaling study (octosim.experiments.scaling): Octopus's tuned knobs plus
+    # diffusion on 1, 4 and 16 clusters, two memory forms, its numbers from its own runs.
+    sc = report["scaling"]
+    assert sc["grids"] == [1, 4, 16] and sc["balancer"] == "diffusion" and not sc["failures"]
+    assert sc["policy_sets"] == tuning["octopus"]["best_sets"]
+    sc_runs = {(dict(map(tuple, r["spec"]["tags"]))["scaling"],
+                dict(map(tuple, r["spec"]["tags"]))["memory"]): r for r in runs
+               if "scaling" in dict(map(tuple, r["spec"]["tags"]))}
+    assert len(sc_runs) == len(sc["table"]) == 6
+    for row in sc["table"]:
+        run = sc_runs[(row["clusters"], row["memory"])]
+        assert row["makespan_cycles"] == run["summary"]["makespan_cycles"]
+        assert set(sc["policy_sets"]) <= set(run["spec"]["sets"])
+        assert "policy.balancer=diffusion" in run["spec"]["sets"]
+    assert sc["geomean_parallel_efficiency"]["scaled"]["1"] == 1.0
+    assert "## Wafer scaling" in (out / "results.md").read_text()
+    assert (out / "scaling.png").stat().st_size > 0
+
     # The recorded configurations rerun to the same makespans through the command line.
     for label in ("static", "octopus+DDS"):
         spec = by_label[label]["spec"]

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from octosim.cli import main
+from octosim.experiments.batch import run_many
 from octosim.experiments.html import build, sweep_section
+from octosim.experiments.scaling import ScalingPlan, scaling_study
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "workflow.arrivals.count=20", "--set", "workflow.phases=[]"]
@@ -56,6 +58,9 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rep.mkdir()
     results = json.loads((ROOT / "docs" / "results" / "results.json").read_text())
     results["regimes"] = dict(list(results["regimes"].items())[:1])
+    # The wafer scaling study, at a toy size (the committed results.json predates it).
+    results["scaling"] = scaling_study(ScalingPlan((1, 4), 2), ["street-camera"],
+                                       lambda specs: run_many(specs, workers=1))
     (rep / "results.json").write_text(json.dumps(results))
     assert main(["run", "street-camera", "--policy", "static", *SMALL,
                  "--out", str(base / "static")]) == 0
@@ -77,7 +82,7 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-EXPECTED_FIGURES = {"run": 2, "compare": 3, "reproduce": 6, "sweep": 1}
+EXPECTED_FIGURES = {"run": 2, "compare": 3, "reproduce": 7, "sweep": 1}
 
 
 @pytest.mark.parametrize("kind", ["run", "compare", "reproduce", "sweep"])
@@ -101,6 +106,12 @@ def test_run_report_content(dirs: dict[str, Path]) -> None:
     assert summary["latency_cdf_cycles"]["percent"][0] == 0
     assert summary["latency_cdf_cycles"]["cycles"][-1] == summary["latency_cycles"]["max"]
     assert "p50/p95/p99/max only" not in text
+
+
+def test_reproduce_report_draws_the_scaling_study(dirs: dict[str, Path]) -> None:
+    text = (dirs["reproduce"] / "report.html").read_text()
+    assert "Wafer scaling" in text and 'alt="parallel efficiency against clusters"' in text
+    assert "parallel efficiency per workflow" in text
 
 
 def test_compare_out_keeps_every_summary(dirs: dict[str, Path]) -> None:

@@ -407,6 +407,23 @@ def reproduce_sections(report: dict[str, Any], runs: list[dict[str, Any]]) -> li
                           [[e["value"], e.get("speedup_vs_best_baseline"),
                             e.get("best_baseline", "")] for e in entries], factor)
         out.append(("Scaling (regime map)", body))
+    study = report.get("scaling")
+    if study:
+        from octosim.experiments.scaling import summary_rows, workflow_rows
+
+        body = para(f"Wafer scaling: {study['policy']} with balancer={study['balancer']} on "
+                    f"{study['arch']} cut to {', '.join(map(str, study['grids']))} clusters, "
+                    f"{study['per_cluster']} instances per cluster, memory scaled with the grid "
+                    "and held fixed. Parallel efficiency = throughput(N) / (N x throughput(1)), "
+                    f"geomean over the workflows. Target: {study['target']}.")
+        body += figure(rp.scaling_plot(study), "parallel efficiency against clusters")
+        body += table(*summary_rows(study), "geomeans over the workflows")
+        body += table(*workflow_rows(study), "parallel efficiency per workflow")
+        if study.get("failures"):
+            body += table(["workflow", "clusters", "memory", "error"],
+                          [[f["workflow"], f["clusters"], f["memory"], f["error"]]
+                           for f in study["failures"]], "failed runs")
+        out.append(("Wafer scaling", body))
     tuning = report.get("tuning") or {}
     if tuning:
         out.append(("Tuning", table(

@@ -155,6 +155,8 @@ def markdown(report: dict[str, Any]) -> str:
         parts += [("Points at or above the paper's mean: " + ", ".join(
             f"{f}={e['value']}" for f, e in top)) if top else
             "No point reaches the paper's mean over the best baseline.", ""]
+    if report.get("scaling"):
+        parts += [scaling_markdown(report["scaling"])]
     if report.get("tuning"):
         parts += [tuning_markdown(report["tuning"])]
     if report.get("failures"):
@@ -424,6 +426,58 @@ def regime_plot(factor: str, entries: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def scaling_plot(study: dict[str, Any]) -> Any:
+    """Parallel efficiency (geomean over workflows) against clusters, memory scaled and
+    fixed, with the issue's 0.8 target."""
+    from octosim.experiments.scaling import MEMORY
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    grids = study["grids"]
+    for mem in MEMORY:
+        pts = [(n, study["geomean_parallel_efficiency"][mem][str(n)]) for n in grids]
+        pts = [(n, e) for n, e in pts if e is not None]
+        ax.plot([n for n, _ in pts], [e for _, e in pts], "o-", lw=1.6, label=f"memory {mem}")
+    ax.axhline(0.8, color="tab:red", lw=1, ls="--", label="target 0.8")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(grids, [str(n) for n in grids])
+    ax.set_xlabel("clusters")
+    ax.set_ylabel("parallel efficiency (geomean)")
+    ax.set_ylim(0, max(1.1, *(e for m in study["geomean_parallel_efficiency"].values()
+                              for e in m.values() if e is not None)))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{study['policy']} + {study['balancer']} on {study['arch']}")
+    fig.tight_layout()
+    return fig
+
+
+def scaling_markdown(study: dict[str, Any]) -> str:
+    from octosim.experiments.scaling import summary_rows, workflow_rows
+
+    def cell(v: Any) -> str:
+        return "failed" if v is None else (f"{v:,}" if isinstance(v, int) else _fmt(v, 3))
+
+    head, rows = summary_rows(study)
+    wf_head, wf_rows = workflow_rows(study)
+    parts = ["## Wafer scaling", "",
+             f"{study['policy']} with `balancer={study['balancer']}` on `{study['arch']}` cut "
+             f"to grids of {', '.join(map(str, study['grids']))} clusters, "
+             f"{study['per_cluster']} instances per cluster (batch), memory scaled with the "
+             "grid (a controller per cluster) and held fixed (the one-cluster bandwidth shared "
+             "by the edge controllers); parallel efficiency = throughput(N) / (N x "
+             "throughput(1)), geomean over the workflows (`octosim.experiments.scaling`; "
+             "`python -m bench.wafer scaling` runs any size). Target: "
+             f"{study['target']}.", "",
+             _table(head, [[cell(v) if not isinstance(v, str) else v for v in r]
+                           for r in rows]), "", "![scaling](scaling.png)", "",
+             _table(wf_head, [[r[0], *(cell(v) for v in r[1:])] for r in wf_rows]), ""]
+    if study.get("failures"):
+        parts += [f"- failed: {f['workflow']} on {f['clusters']} clusters, memory "
+                  f"{f['memory']}: {f['error']}" for f in study["failures"]] + [""]
+    return "\n".join(parts)
+
+
 def regime_figure(factor: str, entries: list[dict[str, Any]], out: Path) -> Path:
     path = out / f"regime_{factor}.png"
     _save(regime_plot(factor, entries), path, dpi=120)
@@ -434,4 +488,6 @@ def write_reproduction(report: dict[str, Any], out: Path) -> None:
     figures(report, out)
     for factor, entries in (report.get("regimes") or {}).items():
         regime_figure(factor, entries, out)
+    if report.get("scaling"):
+        _save(scaling_plot(report["scaling"]), out / "scaling.png", dpi=120)
     write_atomic(out / "results.md", markdown(report) + "\n")

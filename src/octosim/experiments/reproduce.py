@@ -5,7 +5,9 @@ Makespans of every built-in workflow on ``octopus-chip`` with all instances avai
 speed-ups over each baseline and the ratio to the lower bound, over several seeds; the
 ablation static → +DDS → +ATS → +PCS; utilisation and the idle breakdown per policy; tail
 latency under Poisson arrivals at 50% and 80% of saturation (saturation = the lower bound's
-throughput). Every policy, Octopus included, is first tuned by one procedure on seeds that are
+throughput); and the wafer scaling study (:mod:`octosim.experiments.scaling`: Octopus with
+diffusion on 1 to 16 or 64 clusters, under the report's ``"scaling"`` key, with Octopus's
+tuned knobs). Every policy, Octopus included, is first tuned by one procedure on seeds that are
 not reported (:mod:`octosim.experiments.tuning`); its winner is used for all its reported runs,
 and the ablation switches strategies off Octopus's winner. Every number in the report comes from
 these runs.
@@ -27,6 +29,7 @@ from octosim.errors import UserError
 from octosim.experiments.batch import JsonLines, RunResult, RunSpec, run_many
 from octosim.experiments.regimes import make_regime_plan, regime_map
 from octosim.experiments.run import write_atomic
+from octosim.experiments.scaling import make_scaling_plan, scaling_study
 from octosim.experiments.tuning import TuningPlan, tune
 from octosim.model.loader import load_yaml_file
 from octosim.workloads import builtin_names, resolve
@@ -176,6 +179,12 @@ class Reproduction:
         report["latency_vs_best_baseline"] = latency_vs_best(report["latency"])
         report["regimes"] = regime_map(make_regime_plan("quick" if self.plan.quick else "full"),
                                        tuned, lambda specs: self._run(specs, "regimes"))
+        t_scaling = time.perf_counter()
+        report["scaling"] = scaling_study(make_scaling_plan(self.plan.quick),
+                                          self.plan.workflows,
+                                          lambda specs: self._run(specs, "scaling"),
+                                          tuned.get(OCTOPUS, ()))
+        report["scaling"]["wall_seconds"] = round(time.perf_counter() - t_scaling, 1)
         report["failures"] = self.failures
         report["wall_seconds"] = round(time.perf_counter() - t0, 1)
         if self.log:
